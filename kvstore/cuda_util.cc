@@ -1,0 +1,47 @@
+// CUDA error formatting, RAII owners and device discovery.
+#include "kvstore/cuda_util.h"
+
+#ifdef LMKV_WITH_CUDA
+#include <fmt/format.h>
+#endif
+
+namespace lmkv {
+
+#ifdef LMKV_WITH_CUDA
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error for later callers
+    return 0;
+  }
+  return count;
+}
+
+Status cuda_status(cudaError_t error, const char* call, const char* file, int line) {
+  return Status::CudaError(fmt::format("{} failed: {} ({}) at {}:{}", call,
+                                       cudaGetErrorString(error), cudaGetErrorName(error), file,
+                                       line));
+}
+
+CudaEvent::~CudaEvent() {
+  if (event_) cudaEventDestroy(event_);
+}
+
+Status CudaEvent::create() {
+  LMKV_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+  return Status::Ok();
+}
+
+CudaStream::~CudaStream() {
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+Status CudaStream::create() {
+  LMKV_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  return Status::Ok();
+}
+#else
+int cuda_device_count() { return 0; }
+#endif
+
+}  // namespace lmkv

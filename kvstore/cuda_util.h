@@ -1,0 +1,59 @@
+// CUDA plumbing shared by the GPU code: one macro that turns a failed runtime call into a Status
+// naming the call, RAII owners for streams and events, and device discovery that is safe to call in
+// builds and on machines without CUDA.
+#pragma once
+
+#include "lmkv/status.h"
+
+namespace lmkv {
+
+// Number of CUDA devices usable by this process; 0 in a build without CUDA or on a machine
+// without a GPU (never aborts).
+int cuda_device_count();
+
+}  // namespace lmkv
+
+#ifdef LMKV_WITH_CUDA
+#include <cuda_runtime.h>
+
+namespace lmkv {
+
+Status cuda_status(cudaError_t error, const char* call, const char* file, int line);
+
+// Owns a cudaEvent_t (timing disabled: cheapest to record and query).
+class CudaEvent {
+ public:
+  CudaEvent() = default;
+  ~CudaEvent();
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  Status create();
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+// Owns a non-blocking cudaStream_t.
+class CudaStream {
+ public:
+  CudaStream() = default;
+  ~CudaStream();
+  CudaStream(const CudaStream&) = delete;
+  CudaStream& operator=(const CudaStream&) = delete;
+  Status create();
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace lmkv
+
+#define LMKV_CUDA_RETURN_IF_ERROR(call)                                               \
+  do {                                                                                \
+    cudaError_t lmkv_cuda_error_ = (call);                                            \
+    if (lmkv_cuda_error_ != cudaSuccess)                                              \
+      return ::lmkv::cuda_status(lmkv_cuda_error_, #call, __FILE__, __LINE__);        \
+  } while (0)
+#endif  // LMKV_WITH_CUDA

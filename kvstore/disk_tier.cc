@@ -1,0 +1,194 @@
+// The RocksDB disk tier.
+#include "kvstore/disk_tier.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include "kvstore/key_codec.h"
+
+namespace lmkv {
+namespace {
+
+Status from_rocksdb(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsNotFound()) return Status::NotFound(what + ": " + s.ToString());
+  if (s.IsCorruption()) return Status::Corruption(what + ": " + s.ToString());
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(what + ": " + s.ToString());
+  return Status::IOError(what + ": " + s.ToString());
+}
+
+// Whether `dir` accepts O_DIRECT opens (tmpfs and some overlay filesystems do not).
+bool supports_direct_io(const std::string& dir) {
+  const std::string probe = dir + "/.lmkv_direct_io_probe";
+  const int fd = ::open(probe.c_str(), O_CREAT | O_RDWR | O_DIRECT, 0600);
+  if (fd < 0) return false;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return true;
+}
+
+std::string metadata_key(const std::string& name) { return std::string(1, kMetadataKeyTag) + name; }
+
+class RocksDbDiskTier final : public DiskTier {
+ public:
+  RocksDbDiskTier(std::unique_ptr<rocksdb::DB> db, std::string path, bool direct_reads)
+      : db_(std::move(db)), path_(std::move(path)), direct_reads_(direct_reads) {}
+  ~RocksDbDiskTier() override { (void)close(); }
+
+  Status put(const std::vector<DiskRecord>& records) override {
+    LMKV_RETURN_IF_ERROR(check_open());
+    rocksdb::WriteBatch batch;
+    for (const DiskRecord& r : records) {
+      const std::string key = encode_block_key(r.key);
+      batch.Put(key, rocksdb::Slice(r.value.data(), r.value.size()));
+    }
+    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
+                        fmt::format("writing {} blocks to {}", records.size(), path_));
+  }
+
+  void multi_get(const std::vector<BlockKey>& keys, const Visitor& visit) override {
+    if (Status s = check_open(); !s.ok()) {
+      for (size_t i = 0; i < keys.size(); ++i) visit(i, s, {});
+      return;
+    }
+    std::vector<std::string> encoded(keys.size());
+    std::vector<rocksdb::Slice> slices(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      encoded[i] = encode_block_key(keys[i]);
+      slices[i] = encoded[i];
+    }
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    rocksdb::ReadOptions read_options;
+    read_options.fill_cache = false;  // the host tier caches payloads; RocksDB must not
+    const bool sorted = std::is_sorted(keys.begin(), keys.end());
+    db_->MultiGet(read_options, db_->DefaultColumnFamily(), keys.size(), slices.data(),
+                  values.data(), statuses.data(), sorted);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].IsNotFound()) {
+        visit(i, Status::NotFound(fmt::format("block {} is not stored", keys[i].to_string())), {});
+      } else if (!statuses[i].ok()) {
+        visit(i, from_rocksdb(statuses[i], "reading block " + keys[i].to_string()), {});
+      } else {
+        visit(i, Status::Ok(), std::string_view(values[i].data(), values[i].size()));
+      }
+    }
+  }
+
+  Result<bool> contains(const BlockKey& key) override {
+    LMKV_RETURN_IF_ERROR(check_open());
+    const std::string encoded = encode_block_key(key);
+    rocksdb::ReadOptions read_options;
+    read_options.fill_cache = false;
+    std::string ignored;
+    if (!db_->KeyMayExist(read_options, db_->DefaultColumnFamily(), encoded, &ignored)) return false;
+    rocksdb::PinnableSlice value;
+    const rocksdb::Status s = db_->Get(read_options, db_->DefaultColumnFamily(), encoded, &value);
+    if (s.IsNotFound()) return false;
+    LMKV_RETURN_IF_ERROR(from_rocksdb(s, "looking up block " + key.to_string()));
+    return true;
+  }
+
+  Status erase_sequence(uint64_t sequence) override {
+    LMKV_RETURN_IF_ERROR(check_open());
+    const auto [begin, end] = sequence_key_range(sequence);
+    return from_rocksdb(
+        db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), begin, end),
+        fmt::format("erasing sequence {}", sequence));
+  }
+
+  Result<std::optional<std::string>> get_metadata(const std::string& name) override {
+    LMKV_RETURN_IF_ERROR(check_open());
+    std::string value;
+    const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), metadata_key(name), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    LMKV_RETURN_IF_ERROR(from_rocksdb(s, "reading metadata " + name));
+    return std::optional<std::string>(std::move(value));
+  }
+
+  Status put_metadata(const std::string& name, const std::string& value) override {
+    LMKV_RETURN_IF_ERROR(check_open());
+    rocksdb::WriteOptions write_options;
+    write_options.sync = true;
+    return from_rocksdb(db_->Put(write_options, metadata_key(name), value),
+                        "writing metadata " + name);
+  }
+
+  Status sync() override {
+    LMKV_RETURN_IF_ERROR(check_open());
+    return from_rocksdb(db_->FlushWAL(/*sync=*/true), "syncing " + path_);
+  }
+
+  Status close() override {
+    if (closed_.exchange(true)) return Status::Ok();
+    Status s = from_rocksdb(db_->FlushWAL(/*sync=*/true), "syncing " + path_ + " at close");
+    const rocksdb::Status closing = db_->Close();
+    if (s.ok()) s = from_rocksdb(closing, "closing " + path_);
+    return s;
+  }
+
+  bool direct_reads() const override { return direct_reads_; }
+
+ private:
+  Status check_open() const {
+    if (closed_.load()) return Status::FailedPrecondition("the disk tier at " + path_ + " is closed");
+    return Status::Ok();
+  }
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::string path_;
+  bool direct_reads_;
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<DiskTier>> open_rocksdb_disk_tier(const DiskOptions& options) {
+  if (options.path.empty()) return Status::InvalidArgument("disk path is empty");
+  std::error_code ec;
+  if (options.create_if_missing) std::filesystem::create_directories(options.path, ec);
+  if (ec) {
+    return Status::IOError(
+        fmt::format("cannot create disk directory '{}': {}", options.path, ec.message()));
+  }
+  if (!std::filesystem::is_directory(options.path, ec)) {
+    return Status::NotFound(fmt::format("disk directory '{}' does not exist", options.path));
+  }
+  bool direct = options.direct_io == DirectIo::kOn;
+  if (options.direct_io == DirectIo::kAuto) direct = supports_direct_io(options.path);
+
+  rocksdb::Options db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.compression = rocksdb::kNoCompression;  // fp16/bf16 payloads do not compress
+  db_options.write_buffer_size = options.write_buffer_bytes;
+  db_options.max_background_jobs = 4;
+  db_options.use_direct_reads = direct;
+  db_options.use_direct_io_for_flush_and_compaction = direct;
+  db_options.allow_concurrent_memtable_write = true;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.metadata_cache_bytes);
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.block_size = 32 * 1024;  // one block value per data block
+  db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  rocksdb::DB* raw = nullptr;
+  const rocksdb::Status s = rocksdb::DB::Open(db_options, options.path, &raw);
+  if (!s.ok()) {
+    return from_rocksdb(s, fmt::format("opening RocksDB at '{}' (direct I/O {})", options.path,
+                                       direct ? "on" : "off"));
+  }
+  return std::unique_ptr<DiskTier>(
+      new RocksDbDiskTier(std::unique_ptr<rocksdb::DB>(raw), options.path, direct));
+}
+
+}  // namespace lmkv

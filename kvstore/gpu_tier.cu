@@ -1,0 +1,92 @@
+// GPU arena allocation and the slot gather kernel.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "kvstore/cuda_util.h"
+#include "kvstore/gpu_tier.h"
+
+namespace lmkv {
+namespace {
+
+// Slot pairs travel as kernel parameters (CUDA 12.1+ allows 32 KB of them), so a launch needs no
+// staging buffer and no extra copy.
+constexpr int kMaxSlotsPerLaunch = 1024;
+constexpr int kThreads = 128;
+constexpr int kLoadsPerThread = 4;  // independent 16-byte loads in flight per thread
+constexpr int kChunkVecs = kThreads * kLoadsPerThread;  // 8 KB of a slot per thread block
+
+struct SlotPairs {
+  int32_t src[kMaxSlotsPerLaunch];
+  int32_t dst[kMaxSlotsPerLaunch];
+};
+
+__global__ void slot_gather_kernel(const uint4* __restrict__ src_base, uint4* __restrict__ dst_base,
+                                   size_t slot_vecs, int chunks_per_slot,
+                                   const __grid_constant__ SlotPairs pairs) {
+  const int item = blockIdx.x / chunks_per_slot;
+  const size_t begin = static_cast<size_t>(blockIdx.x % chunks_per_slot) * kChunkVecs;
+  const uint4* src = src_base + static_cast<size_t>(pairs.src[item]) * slot_vecs;
+  uint4* dst = dst_base + static_cast<size_t>(pairs.dst[item]) * slot_vecs;
+  uint4 staged[kLoadsPerThread];
+#pragma unroll
+  for (int j = 0; j < kLoadsPerThread; ++j) {
+    const size_t i = begin + threadIdx.x + j * kThreads;
+    if (i < slot_vecs) staged[j] = src[i];
+  }
+#pragma unroll
+  for (int j = 0; j < kLoadsPerThread; ++j) {
+    const size_t i = begin + threadIdx.x + j * kThreads;
+    if (i < slot_vecs) dst[i] = staged[j];
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<GpuArena>> GpuArena::allocate(int32_t slot_count, size_t slot_bytes) {
+  std::unique_ptr<GpuArena> arena(new GpuArena());
+  arena->slot_bytes_ = slot_bytes;
+  const size_t bytes = static_cast<size_t>(slot_count) * slot_bytes;
+  if (bytes == 0) return std::move(arena);
+  void* p = nullptr;
+  const cudaError_t error = cudaMalloc(&p, bytes);
+  if (error == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaMemGetInfo(&free_bytes, &total_bytes);
+    return Status::ResourceExhausted(fmt::format(
+        "cannot allocate a GPU tier of {} bytes ({} slots): the device has {} bytes free", bytes,
+        slot_count, free_bytes));
+  }
+  LMKV_CUDA_RETURN_IF_ERROR(error);
+  arena->base_ = static_cast<char*>(p);
+  return std::move(arena);
+}
+
+GpuArena::~GpuArena() {
+  if (base_) cudaFree(base_);
+}
+
+Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
+                          const int32_t* src_slots, const int32_t* dst_slots, size_t count,
+                          cudaStream_t stream) {
+  if (slot_bytes % sizeof(uint4) != 0) {
+    return Status::InvalidArgument(
+        fmt::format("slot_bytes={} is not a multiple of {}", slot_bytes, sizeof(uint4)));
+  }
+  const size_t slot_vecs = slot_bytes / sizeof(uint4);
+  const int chunks_per_slot = static_cast<int>((slot_vecs + kChunkVecs - 1) / kChunkVecs);
+  for (size_t first = 0; first < count; first += kMaxSlotsPerLaunch) {
+    const int n = static_cast<int>(std::min<size_t>(kMaxSlotsPerLaunch, count - first));
+    SlotPairs pairs;
+    std::copy(src_slots + first, src_slots + first + n, pairs.src);
+    std::copy(dst_slots + first, dst_slots + first + n, pairs.dst);
+    slot_gather_kernel<<<n * chunks_per_slot, kThreads, 0, stream>>>(
+        reinterpret_cast<const uint4*>(src_base), reinterpret_cast<uint4*>(dst_base), slot_vecs,
+        chunks_per_slot, pairs);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  return Status::Ok();
+}
+
+}  // namespace lmkv

@@ -1,0 +1,40 @@
+// The GPU tier's memory (one cudaMalloc arena of fixed-size slots) and the gather that fills GPU
+// slots from host slots in one launch, reading mapped pinned memory directly: on the GPU machine
+// this reaches 51 GB/s where one cudaMemcpyAsync per 25.6 KB block reaches 3.3 GB/s.
+// Only built with CUDA.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "lmkv/status.h"
+
+namespace lmkv {
+
+class GpuArena {
+ public:
+  static Result<std::unique_ptr<GpuArena>> allocate(int32_t slot_count, size_t slot_bytes);
+  ~GpuArena();
+  GpuArena(const GpuArena&) = delete;
+  GpuArena& operator=(const GpuArena&) = delete;
+
+  char* base() { return base_; }
+  char* slot(int32_t s) { return base_ + static_cast<size_t>(s) * slot_bytes_; }
+
+ private:
+  GpuArena() = default;
+  char* base_ = nullptr;
+  size_t slot_bytes_ = 0;
+};
+
+// Copies slot src_slots[i] of the region at `src_base` to slot dst_slots[i] of `dst_base`, for
+// i < count, on `stream`. Either base may be device memory or mapped pinned host memory (its device
+// view). slot_bytes must be a multiple of 16. Enqueues one launch per 1024 blocks.
+Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
+                          const int32_t* src_slots, const int32_t* dst_slots, size_t count,
+                          cudaStream_t stream);
+
+}  // namespace lmkv

@@ -1,0 +1,91 @@
+// The state behind a TieredStore and the locked helpers that keep its tiers consistent: the block
+// table, each tier's slots, the disk tier, deferred unpins. Internal to kvstore/. PageIns share
+// ownership of it so that releasing one after the store closed stays safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "kvstore/block.h"
+#include "kvstore/disk_tier.h"
+#include "kvstore/host_tier.h"
+#include "kvstore/slot_pool.h"
+#include "kvstore/store_stats.h"
+#include "kvstore/thread_pool.h"
+#include "kvstore/tiered_store.h"
+
+#ifdef LMKV_WITH_CUDA
+#include "kvstore/cuda_util.h"
+#include "kvstore/gpu_tier.h"
+#endif
+
+namespace lmkv::detail {
+
+// Where a block's copies are. Blocks with no GPU or host copy have no entry: they live on disk.
+struct BlockEntry {
+  int32_t gpu_slot = -1;
+  int32_t host_slot = -1;
+  bool on_disk = false;  // false only for write-back blocks not yet written
+};
+
+// Slots whose pins are given back once the GPU has passed `event` (work that reads them).
+struct DeferredUnpin {
+  std::shared_ptr<void> event;  // CudaEvent
+  Tier tier;
+  std::vector<int32_t> slots;
+};
+
+struct StoreCore {
+  StoreCore(const StoreOptions& options, int32_t gpu_slots, int32_t host_slots);
+
+  StoreOptions options;
+  size_t slot_bytes = 0;
+  std::unique_ptr<DiskTier> disk;
+  std::unique_ptr<HostArena> host_arena;
+#ifdef LMKV_WITH_CUDA
+  std::unique_ptr<GpuArena> gpu_arena;
+  // Per GPU slot: the event after which it holds its block (set when the fill is enqueued).
+  std::vector<std::shared_ptr<void>> gpu_fill_event;
+#endif
+  std::unique_ptr<ThreadPool> io_pool;  // parallel disk reads
+  StoreStats stats;
+
+  std::mutex mu;               // guards everything below
+  std::condition_variable cv;  // a slot left kFilling
+  SlotPool gpu_slots;
+  SlotPool host_slots;
+  std::unordered_map<BlockKey, BlockEntry, BlockKeyHash> table;
+  std::unordered_set<BlockKey, BlockKeyHash> puts_in_flight;
+  std::deque<DeferredUnpin> deferred;
+  bool closed = false;
+
+  // Latency callbacks the GPU has yet to run; close() waits for them.
+  std::mutex callbacks_mu;
+  std::condition_variable callbacks_cv;
+  int callbacks_pending = 0;
+
+  SlotPool& pool(Tier tier) { return tier == Tier::kGpu ? gpu_slots : host_slots; }
+
+  // --- The helpers below need `mu` held. ---
+
+  // A slot of `tier` reserved for `owner` (state kFilling, unpinned), evicting if none is free.
+  Result<int32_t> allocate_slot(Tier tier, const BlockKey& owner);
+  // Evicts the ready, unpinned block in `slot`, writing it to disk first if that is its only copy.
+  Status evict_slot(Tier tier, int32_t slot);
+  // Drops one pin; frees the slot when it was orphaned or failed and no pins remain.
+  void unpin(Tier tier, int32_t slot);
+  // Unpins deferred slots whose event has completed; with `block`, waits for the oldest first.
+  void reap_deferred(bool block);
+  // Marks a slot whose fill failed: detached from its entry, freed once unpinned.
+  void fail_slot(Tier tier, int32_t slot);
+  // Writes host-resident blocks that are not on disk yet (write-back) in one batch.
+  Status write_back(const std::vector<int32_t>& host_slots);
+};
+
+}  // namespace lmkv::detail

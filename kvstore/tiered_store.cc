@@ -1,0 +1,370 @@
+// TieredStore: opening, writing, erasing, syncing and closing. Page-in lives in page_in.cc.
+#include "kvstore/tiered_store.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "kvstore/key_codec.h"
+#include "kvstore/store_core.h"
+#include "kvstore/value_codec.h"
+
+namespace lmkv {
+
+using detail::BlockEntry;
+using detail::StoreCore;
+
+namespace {
+
+Status validate_options(const StoreOptions& o) {
+  LMKV_RETURN_IF_ERROR(o.shape.validate());
+  if (o.disk_path.empty()) return Status::InvalidArgument("disk_path is empty");
+  const size_t block = o.shape.payload_bytes();
+  if (o.host_capacity_bytes < block) {
+    return Status::InvalidArgument(
+        fmt::format("host_capacity_bytes={} is below one block of {} bytes ({})",
+                    o.host_capacity_bytes, block, o.shape.to_string()));
+  }
+  if (o.gpu_capacity_bytes != 0 && o.gpu_capacity_bytes < block) {
+    return Status::InvalidArgument(
+        fmt::format("gpu_capacity_bytes={} is below one block of {} bytes ({}); use 0 for no GPU "
+                    "tier",
+                    o.gpu_capacity_bytes, block, o.shape.to_string()));
+  }
+  constexpr size_t kMaxSlots = INT32_MAX;
+  if (o.host_capacity_bytes / block > kMaxSlots || o.gpu_capacity_bytes / block > kMaxSlots) {
+    return Status::InvalidArgument("a tier capacity exceeds 2^31 blocks");
+  }
+  if (o.disk_read_threads < 1 || o.disk_read_threads > 256) {
+    return Status::InvalidArgument(
+        fmt::format("disk_read_threads={} is out of range [1, 256]", o.disk_read_threads));
+  }
+  return Status::Ok();
+}
+
+std::string encode_shape(const BlockShape& s) {
+  return fmt::format("{} {} {}", s.block_tokens, s.head_dim, static_cast<int>(s.dtype));
+}
+
+// Stages k and v into one contiguous host payload when either lives on the GPU; returns the
+// payload pointers to encode from.
+Status host_copy_of(const BlockShape& shape, const void* k, const void* v, std::string* staging,
+                    const void** k_host, const void** v_host) {
+  *k_host = k;
+  *v_host = v;
+#ifdef LMKV_WITH_CUDA
+  auto on_device = [](const void* p) {
+    cudaPointerAttributes attributes{};
+    if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+      cudaGetLastError();  // an unregistered host pointer on older drivers
+      return false;
+    }
+    return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+  };
+  if (cuda_device_count() == 0 || (!on_device(k) && !on_device(v))) return Status::Ok();
+  const size_t tensor = shape.tensor_bytes();
+  staging->resize(2 * tensor);
+  LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(staging->data(), k, tensor, cudaMemcpyDefault));
+  LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(staging->data() + tensor, v, tensor, cudaMemcpyDefault));
+  *k_host = staging->data();
+  *v_host = staging->data() + tensor;
+#else
+  (void)shape;
+  (void)staging;
+#endif
+  return Status::Ok();
+}
+
+}  // namespace
+
+TieredStore::TieredStore(std::shared_ptr<StoreCore> core)
+    : core_(std::move(core)), options_(core_->options) {}
+
+TieredStore::~TieredStore() { (void)close(); }
+
+Result<std::unique_ptr<TieredStore>> TieredStore::open(StoreOptions options) {
+  LMKV_RETURN_IF_ERROR(validate_options(options));
+  const size_t block = options.shape.payload_bytes();
+  const int devices = cuda_device_count();
+  if (options.gpu_capacity_bytes > 0 && devices == 0) {
+    return Status::FailedPrecondition(fmt::format(
+        "gpu_capacity_bytes={} asks for a GPU tier, but no CUDA device is usable{}",
+        options.gpu_capacity_bytes,
+#ifdef LMKV_WITH_CUDA
+        ""
+#else
+        " (lmkv was built without CUDA)"
+#endif
+        ));
+  }
+  if (options.gpu_capacity_bytes > 0 && options.cuda_device >= devices) {
+    return Status::InvalidArgument(
+        fmt::format("cuda_device={} but {} device(s) are present", options.cuda_device, devices));
+  }
+  const auto gpu_slots = static_cast<int32_t>(options.gpu_capacity_bytes / block);
+  const auto host_slots = static_cast<int32_t>(options.host_capacity_bytes / block);
+  auto core = std::make_shared<StoreCore>(options, gpu_slots, host_slots);
+
+#ifdef LMKV_WITH_CUDA
+  if (devices > 0) LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.cuda_device));
+  if (gpu_slots > 0) {
+    LMKV_ASSIGN_OR_RETURN(core->gpu_arena, GpuArena::allocate(gpu_slots, block));
+  }
+#endif
+  LMKV_ASSIGN_OR_RETURN(core->host_arena,
+                        HostArena::allocate(host_slots, block, /*pinned=*/devices > 0));
+
+  DiskOptions disk_options;
+  disk_options.path = options.disk_path;
+  disk_options.direct_io = options.direct_io;
+  auto opened = options.open_disk ? options.open_disk(disk_options)
+                                  : open_rocksdb_disk_tier(disk_options);
+  if (!opened.ok()) return opened.status();
+  core->disk = std::move(opened).value();
+
+  // A store keeps one shape for life: reopening with another would misread every block.
+  LMKV_ASSIGN_OR_RETURN(auto stored_shape, core->disk->get_metadata("shape"));
+  if (!stored_shape) {
+    LMKV_RETURN_IF_ERROR(core->disk->put_metadata("shape", encode_shape(options.shape)));
+  } else if (*stored_shape != encode_shape(options.shape)) {
+    return Status::InvalidArgument(fmt::format(
+        "the store at '{}' holds blocks of shape '{}' (B d dtype), but options ask for {}",
+        options.disk_path, *stored_shape, options.shape.to_string()));
+  }
+  core->io_pool = std::make_unique<ThreadPool>(options.disk_read_threads);
+  return std::unique_ptr<TieredStore>(new TieredStore(std::move(core)));
+}
+
+Status TieredStore::check_open() const {
+  if (core_->closed) return Status::FailedPrecondition("the store is closed");
+  return Status::Ok();
+}
+
+Status TieredStore::put(const BlockKey& key, const void* k, const void* v) {
+  return put(std::vector<BlockWrite>{{key, k, v}});
+}
+
+Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
+  StoreCore& c = *core_;
+  for (const BlockWrite& b : blocks) {
+    if (b.k == nullptr || b.v == nullptr) {
+      return Status::InvalidArgument("put of " + b.key.to_string() + " has a null K or V pointer");
+    }
+  }
+  // Reserve the keys so that concurrent puts of the same block cannot both succeed.
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    LMKV_RETURN_IF_ERROR(check_open());
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      const BlockKey& key = blocks[i].key;
+      if (c.table.count(key) || c.puts_in_flight.count(key)) {
+        for (size_t j = 0; j < i; ++j) c.puts_in_flight.erase(blocks[j].key);
+        return Status::AlreadyExists(fmt::format(
+            "block {} is already stored (or listed twice); blocks are immutable", key.to_string()));
+      }
+      c.puts_in_flight.insert(key);
+    }
+  }
+  auto unreserve = [&] {
+    std::lock_guard<std::mutex> lock(c.mu);
+    for (const BlockWrite& b : blocks) c.puts_in_flight.erase(b.key);
+  };
+  auto fail = [&](Status s) {
+    unreserve();
+    return s;
+  };
+
+  std::vector<std::string> values(blocks.size());
+  std::vector<DiskRecord> records(blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    Result<bool> exists = c.disk->contains(blocks[i].key);
+    if (!exists.ok()) return fail(exists.status());
+    if (*exists) {
+      return fail(Status::AlreadyExists(fmt::format(
+          "block {} is already stored on disk; blocks are immutable", blocks[i].key.to_string())));
+    }
+    std::string staging;
+    const void *k = nullptr, *v = nullptr;
+    Status copied = host_copy_of(c.options.shape, blocks[i].k, blocks[i].v, &staging, &k, &v);
+    if (!copied.ok()) return fail(copied.with_context("put of " + blocks[i].key.to_string()));
+    encode_block_value(blocks[i].key, c.options.shape, k, v, &values[i]);
+    records[i] = {blocks[i].key, values[i]};
+  }
+  const bool write_through = c.options.write_policy == WritePolicy::kWriteThrough;
+  if (write_through) {
+    Status written = c.disk->put(records);
+    if (!written.ok()) return fail(written);
+    c.stats.add(Tier::kDisk, &TierCounters::bytes_in, blocks.size() * c.slot_bytes);
+  }
+
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (const BlockWrite& b : blocks) c.puts_in_flight.erase(b.key);
+  Status result;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    Result<int32_t> slot = c.allocate_slot(Tier::kHost, blocks[i].key);
+    if (!slot.ok()) {
+      if (write_through) continue;  // on disk already; it is just not cached
+      // Write-back with no room: store it on disk directly so the block is not lost.
+      Status direct = c.disk->put({records[i]});
+      if (!direct.ok()) {
+        result = direct.with_context("put of " + blocks[i].key.to_string() + " (" +
+                                     slot.status().message() + ")");
+        break;
+      }
+      continue;
+    }
+    std::memcpy(c.host_arena->slot(*slot), values[i].data() + kValueHeaderBytes, c.slot_bytes);
+    c.host_slots.set_state(*slot, SlotState::kReady);
+    BlockEntry& entry = c.table[blocks[i].key];
+    entry.host_slot = *slot;
+    entry.on_disk = write_through;
+    c.stats.add(Tier::kHost, &TierCounters::bytes_in, c.slot_bytes);
+    c.stats.count_put();
+  }
+  return result;
+}
+
+Status TieredStore::read(const BlockKey& key, void* k_out, void* v_out) {
+  if (k_out == nullptr || v_out == nullptr) {
+    return Status::InvalidArgument("read of " + key.to_string() + " has a null output pointer");
+  }
+  LMKV_ASSIGN_OR_RETURN(PageIn page, page_in({key}, PageInTarget::kHost));
+  const size_t tensor = shape().tensor_bytes();
+  std::memcpy(k_out, page.payload(0), tensor);
+  std::memcpy(v_out, page.payload(0) + tensor, tensor);
+  return Status::Ok();
+}
+
+Result<bool> TieredStore::contains(const BlockKey& key) {
+  {
+    std::lock_guard<std::mutex> lock(core_->mu);
+    LMKV_RETURN_IF_ERROR(check_open());
+    if (core_->table.count(key)) return true;
+  }
+  return core_->disk->contains(key);
+}
+
+Result<Tier> TieredStore::residency(const BlockKey& key) {
+  {
+    std::lock_guard<std::mutex> lock(core_->mu);
+    LMKV_RETURN_IF_ERROR(check_open());
+    auto it = core_->table.find(key);
+    if (it != core_->table.end()) {
+      if (it->second.gpu_slot >= 0) return Tier::kGpu;
+      if (it->second.host_slot >= 0) return Tier::kHost;
+    }
+  }
+  LMKV_ASSIGN_OR_RETURN(bool on_disk, core_->disk->contains(key));
+  if (!on_disk) return Status::NotFound("block " + key.to_string() + " is not stored");
+  return Tier::kDisk;
+}
+
+Status TieredStore::erase(uint64_t sequence) {
+  StoreCore& c = *core_;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    LMKV_RETURN_IF_ERROR(check_open());
+    for (auto it = c.table.begin(); it != c.table.end();) {
+      if (it->first.sequence != sequence) {
+        ++it;
+        continue;
+      }
+      for (Tier tier : {Tier::kGpu, Tier::kHost}) {
+        const int32_t slot = tier == Tier::kGpu ? it->second.gpu_slot : it->second.host_slot;
+        if (slot < 0) continue;
+        SlotPool& slots = c.pool(tier);
+        if (slots.pins(slot) == 0) {
+          slots.release(slot);
+        } else {
+          slots.set_orphaned(slot, true);  // freed when its page-in lets go
+        }
+      }
+      it = c.table.erase(it);
+    }
+  }
+  return c.disk->erase_sequence(sequence);
+}
+
+Status TieredStore::evict_all(Tier tier) {
+  if (tier == Tier::kDisk) return Status::InvalidArgument("the disk tier cannot be evicted");
+  StoreCore& c = *core_;
+  std::lock_guard<std::mutex> lock(c.mu);
+  LMKV_RETURN_IF_ERROR(check_open());
+  c.reap_deferred(/*block=*/false);
+  SlotPool& slots = c.pool(tier);
+  std::vector<int32_t> dirty;
+  if (tier == Tier::kHost) {
+    for (int32_t s = 0; s < slots.capacity(); ++s) {
+      if (slots.state(s) == SlotState::kReady && slots.pins(s) == 0 &&
+          !c.table[slots.owner(s)].on_disk) {
+        dirty.push_back(s);
+      }
+    }
+    LMKV_RETURN_IF_ERROR(c.write_back(dirty));  // one batch instead of one write per block
+  }
+  for (int32_t s = 0; s < slots.capacity(); ++s) {
+    if (slots.state(s) == SlotState::kReady && slots.pins(s) == 0) {
+      LMKV_RETURN_IF_ERROR(c.evict_slot(tier, s));
+    }
+  }
+  return Status::Ok();
+}
+
+Status TieredStore::sync() {
+  StoreCore& c = *core_;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    LMKV_RETURN_IF_ERROR(check_open());
+    std::vector<int32_t> dirty;
+    for (const auto& [key, entry] : c.table) {
+      if (!entry.on_disk && entry.host_slot >= 0) dirty.push_back(entry.host_slot);
+    }
+    LMKV_RETURN_IF_ERROR(c.write_back(dirty));
+  }
+  return c.disk->sync();
+}
+
+Status TieredStore::close() {
+  StoreCore& c = *core_;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (c.closed) return Status::Ok();
+  }
+  {
+    // The GPU runs latency callbacks that write into the statistics; let them finish.
+    std::unique_lock<std::mutex> lock(c.callbacks_mu);
+    c.callbacks_cv.wait(lock, [&] { return c.callbacks_pending == 0; });
+  }
+  Status s = sync();
+  Status closed = c.disk->close();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.closed = true;
+  return s.ok() ? closed : s;
+}
+
+StoreStatsSnapshot TieredStore::stats() const {
+  StoreStatsSnapshot snapshot = core_->stats.snapshot();
+  std::lock_guard<std::mutex> lock(core_->mu);
+  for (Tier tier : {Tier::kGpu, Tier::kHost}) {
+    TierCounters& t = snapshot.tiers[static_cast<int>(tier)];
+    t.resident_blocks = core_->pool(tier).used();
+    t.capacity_blocks = core_->pool(tier).capacity();
+  }
+  return snapshot;
+}
+
+void TieredStore::reset_stats() { core_->stats.reset(); }
+
+int32_t TieredStore::gpu_slot_count() const { return core_->gpu_slots.capacity(); }
+int32_t TieredStore::host_slot_count() const { return core_->host_slots.capacity(); }
+
+const char* TieredStore::gpu_slot_base() const {
+#ifdef LMKV_WITH_CUDA
+  if (core_->gpu_arena) return core_->gpu_arena->base();
+#endif
+  return nullptr;
+}
+
+bool TieredStore::disk_direct_reads() const { return core_->disk->direct_reads(); }
+
+}  // namespace lmkv

@@ -1,0 +1,232 @@
+// The GPU tier: the slot gather kernel against a host memcpy reference, device page-in from each
+// source tier, puts from device memory, pinning, and concurrent page-ins on several streams.
+// Skips (reported as skipped) without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "kvstore/cuda_util.h"
+#include "kvstore/tiered_store.h"
+#include "test_util.h"
+
+#ifdef LMKV_WITH_CUDA
+#include "kvstore/gpu_tier.h"
+#endif
+
+namespace lmkv {
+namespace {
+
+#ifdef LMKV_WITH_CUDA
+
+#define ASSERT_CUDA(call) ASSERT_EQ((call), cudaSuccess) << #call
+
+class GpuTier : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+// Copies block i of a device page-in back to the host (on the page-in's stream).
+std::vector<char> device_payload(const PageIn& page, size_t i, size_t bytes, cudaStream_t stream) {
+  std::vector<char> out(bytes);
+  EXPECT_EQ(cudaMemcpyAsync(out.data(), page.payload(i), bytes, cudaMemcpyDeviceToHost, stream),
+            cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  return out;
+}
+
+StoreOptions gpu_options(const std::string& dir, int32_t gpu_blocks, int32_t host_blocks) {
+  StoreOptions o = test::test_store_options(dir, host_blocks);
+  o.gpu_capacity_bytes = static_cast<size_t>(gpu_blocks) * o.shape.payload_bytes();
+  return o;
+}
+
+void poison_gpu_tier(TieredStore& store) {
+  ASSERT_CUDA(cudaMemset(const_cast<char*>(store.gpu_slot_base()), 0xFF,
+                         store.gpu_slot_count() * store.shape().payload_bytes()));
+  ASSERT_CUDA(cudaDeviceSynchronize());
+}
+
+TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunches) {
+  const uint64_t seed = test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  constexpr int kSlots = 2500;  // more than one launch's 1024 pairs
+  const size_t slot_bytes = BlockShape{}.payload_bytes();
+  char* host = nullptr;
+  ASSERT_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&host), kSlots * slot_bytes,
+                            cudaHostAllocMapped));
+  for (size_t i = 0; i < kSlots * slot_bytes; i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(host + i, &v, 8);
+  }
+  char* host_view = nullptr;
+  ASSERT_CUDA(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_view), host, 0));
+  char* device = nullptr;
+  ASSERT_CUDA(cudaMalloc(&device, kSlots * slot_bytes));
+  ASSERT_CUDA(cudaMemset(device, 0xFF, kSlots * slot_bytes));  // poison
+  std::vector<int32_t> src(kSlots), dst(kSlots);
+  for (int i = 0; i < kSlots; ++i) src[i] = dst[i] = i;
+  std::shuffle(src.begin(), src.end(), rng);
+  std::shuffle(dst.begin(), dst.end(), rng);
+  const size_t count = kSlots - 7;  // leave a few destination slots poisoned
+  ASSERT_TRUE(launch_slot_gather(host_view, device, slot_bytes, src.data(), dst.data(), count,
+                                 nullptr).ok());
+  std::vector<char> back(kSlots * slot_bytes);
+  ASSERT_CUDA(cudaMemcpy(back.data(), device, back.size(), cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < count; ++i) {
+    ASSERT_EQ(0, std::memcmp(back.data() + dst[i] * slot_bytes, host + src[i] * slot_bytes,
+                             slot_bytes)) << "pair " << i;
+  }
+  for (size_t i = count; i < kSlots; ++i) {
+    ASSERT_EQ(static_cast<uint8_t>(back[dst[i] * slot_bytes]), 0xFF) << "slot written: " << dst[i];
+  }
+  ASSERT_CUDA(cudaFree(device));
+  ASSERT_CUDA(cudaFreeHost(host));
+}
+
+TEST_F(GpuTier, DevicePageInFromEachSourceTierIsBitExact) {
+  test::TempDir dir;
+  auto opened = TieredStore::open(gpu_options(dir.path(), 16, 32));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::vector<BlockKey> keys;
+  for (uint64_t b = 0; b < 12; ++b) keys.push_back({0, 3, 1, b});
+  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
+  ASSERT_TRUE(store.evict_all(Tier::kHost).ok());
+  poison_gpu_tier(store);
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const size_t bytes = store.shape().payload_bytes();
+  for (Tier expected : {Tier::kDisk, Tier::kGpu, Tier::kHost}) {
+    if (expected == Tier::kHost) ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
+    Result<PageIn> page = store.page_in(keys, PageInTarget::kDevice, stream);
+    ASSERT_TRUE(page.ok()) << page.status().to_string();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      EXPECT_EQ(page->source(i), expected) << tier_name(expected);
+      const std::vector<char> got = device_payload(*page, i, bytes, stream);
+      ASSERT_TRUE(test::payload_matches(store.shape(), keys[i], seed, got.data()))
+          << keys[i].to_string() << " from " << tier_name(expected);
+    }
+  }
+  const StoreStatsSnapshot s = store.stats();
+  EXPECT_EQ(s.tier(Tier::kGpu).hits, keys.size());
+  EXPECT_EQ(s.tier(Tier::kGpu).misses, 2 * keys.size());
+  ASSERT_TRUE(store.close().ok());  // waits for the latency callbacks
+  EXPECT_EQ(store.stats().latency(Tier::kDisk).count(), 1u);
+  EXPECT_EQ(store.stats().latency(Tier::kHost).count(), 1u);
+  EXPECT_EQ(store.stats().latency(Tier::kGpu).count(), 1u);
+  ASSERT_CUDA(cudaStreamDestroy(stream));
+}
+
+TEST_F(GpuTier, PutFromDevicePointers) {
+  test::TempDir dir;
+  auto opened = TieredStore::open(gpu_options(dir.path(), 4, 4));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  const BlockKey key{9, 0, 0, 1};
+  const std::vector<char> payload = test::block_payload(store.shape(), key, seed);
+  char* device = nullptr;
+  ASSERT_CUDA(cudaMalloc(&device, payload.size()));
+  ASSERT_CUDA(cudaMemcpy(device, payload.data(), payload.size(), cudaMemcpyHostToDevice));
+  ASSERT_TRUE(store.put(key, device, device + store.shape().tensor_bytes()).ok());
+  std::vector<char> out(payload.size());
+  ASSERT_TRUE(store.read(key, out.data(), out.data() + store.shape().tensor_bytes()).ok());
+  EXPECT_EQ(out, payload);
+  ASSERT_CUDA(cudaFree(device));
+}
+
+TEST_F(GpuTier, PinnedSlotsAreNotEvictedUntilReleased) {
+  test::TempDir dir;
+  auto opened = TieredStore::open(gpu_options(dir.path(), 4, 16));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  for (uint64_t b = 0; b < 8; ++b) ASSERT_TRUE(test::put_test_block(store, {0, 0, 0, b}, seed).ok());
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  Result<PageIn> held = store.page_in(
+      {{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, 2}, {0, 0, 0, 3}}, PageInTarget::kDevice, stream);
+  ASSERT_TRUE(held.ok()) << held.status().to_string();
+  Result<PageIn> blocked = store.page_in({{0, 0, 0, 4}}, PageInTarget::kDevice, stream);
+  EXPECT_EQ(blocked.status().code(), StatusCode::kResourceExhausted);
+  Result<PageIn> too_big = store.page_in(
+      {{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, 2}, {0, 0, 0, 3}, {0, 0, 0, 4}},
+      PageInTarget::kDevice, stream);
+  EXPECT_EQ(too_big.status().code(), StatusCode::kResourceExhausted);
+  for (size_t i = 0; i < 4; ++i) {
+    const auto got = device_payload(*held, i, store.shape().payload_bytes(), stream);
+    EXPECT_TRUE(test::payload_matches(store.shape(), {0, 0, 0, i}, seed, got.data()));
+  }
+  held->release();
+  Result<PageIn> after = store.page_in({{0, 0, 0, 4}}, PageInTarget::kDevice, stream);
+  ASSERT_TRUE(after.ok()) << after.status().to_string();
+  const auto got = device_payload(*after, 0, store.shape().payload_bytes(), stream);
+  EXPECT_TRUE(test::payload_matches(store.shape(), {0, 0, 0, 4}, seed, got.data()));
+  after->release();
+  ASSERT_CUDA(cudaStreamDestroy(stream));
+}
+
+TEST_F(GpuTier, ConcurrentPageInsOnSeveralStreams) {
+  test::TempDir dir;
+  // 64 blocks over 24 GPU slots and 20 host slots: every source tier is used all the time.
+  auto opened = TieredStore::open(gpu_options(dir.path(), 24, 20));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  for (uint64_t b = 0; b < 64; ++b) {
+    ASSERT_TRUE(test::put_test_block(store, {b % 4, 0, 0, b}, seed).ok());
+  }
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      cudaStream_t stream;
+      cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+      std::mt19937_64 rng(seed + t);
+      const size_t bytes = store.shape().payload_bytes();
+      for (int i = 0; i < 60 && !failed; ++i) {
+        std::vector<BlockKey> batch;
+        for (int j = 0; j < 5; ++j) {
+          const uint64_t b = rng() % 64;
+          batch.push_back({b % 4, 0, 0, b});
+        }
+        Result<PageIn> page = store.page_in(batch, PageInTarget::kDevice, stream);
+        if (!page.ok()) {
+          // 4 threads x 5 pinned blocks fit in 24 GPU slots and 20 host slots: no exhaustion.
+          ADD_FAILURE() << page.status().to_string();
+          failed = true;
+          break;
+        }
+        for (size_t j = 0; j < batch.size(); ++j) {
+          const auto got = device_payload(*page, j, bytes, stream);
+          if (!test::payload_matches(store.shape(), batch[j], seed, got.data())) {
+            ADD_FAILURE() << "wrong bytes for " << batch[j].to_string() << " from "
+                          << tier_name(page->source(j));
+            failed = true;
+          }
+        }
+      }
+      cudaStreamSynchronize(stream);
+      cudaStreamDestroy(stream);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_FALSE(failed);
+  const StoreStatsSnapshot s = store.stats();
+  EXPECT_GT(s.tier(Tier::kGpu).hits, 0u);
+  EXPECT_GT(s.tier(Tier::kHost).hits, 0u);
+  EXPECT_GT(s.tier(Tier::kDisk).hits, 0u);
+  EXPECT_LE(s.tier(Tier::kGpu).resident_blocks, 24u);
+}
+
+#else
+TEST(GpuTier, NeedsACudaBuild) { GTEST_SKIP() << "lmkv was built without CUDA"; }
+#endif
+
+}  // namespace
+}  // namespace lmkv
