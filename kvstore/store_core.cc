@@ -17,6 +17,12 @@ StoreCore::StoreCore(const StoreOptions& opts, int32_t gpu_slot_count, int32_t h
 #endif
 }
 
+__attribute__((noinline)) Status StoreCore::write_to_disk(const std::vector<DiskRecord>& records) {
+  LMKV_RETURN_IF_ERROR(disk->put(records));
+  stats.add(Tier::kDisk, &TierCounters::bytes_in, records.size() * slot_bytes);
+  return Status::Ok();
+}
+
 Result<int32_t> StoreCore::allocate_slot(Tier tier, const BlockKey& owner) {
   SlotPool& slots = pool(tier);
   if (slots.capacity() == 0) {
@@ -109,9 +115,8 @@ Status StoreCore::write_back(const std::vector<int32_t>& slots) {
     encode_block_value(key, options.shape, host_arena->slot(slots[i]), &values[i]);
     records[i] = {key, values[i]};
   }
-  LMKV_RETURN_IF_ERROR(disk->put(records));
+  LMKV_RETURN_IF_ERROR(write_to_disk(records));
   for (int32_t slot : slots) table[host_slots.owner(slot)].on_disk = true;
-  stats.add(Tier::kDisk, &TierCounters::bytes_in, slots.size() * slot_bytes);
   stats.add(Tier::kHost, &TierCounters::bytes_out, slots.size() * slot_bytes);
   return Status::Ok();
 }

@@ -72,6 +72,10 @@ struct StoreCore {
 
   SlotPool& pool(Tier tier) { return tier == Tier::kGpu ? gpu_slots : host_slots; }
 
+  // Every write of block values to the disk tier goes through here (one batch), so that the
+  // ThreadSanitizer suppression for RocksDB's write groups (tests/tsan.supp) can name it.
+  Status write_to_disk(const std::vector<DiskRecord>& records);
+
   // --- The helpers below need `mu` held. ---
 
   // A slot of `tier` reserved for `owner` (state kFilling, unpinned), evicting if none is free.

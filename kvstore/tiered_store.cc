@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "kvstore/cuda_util.h"
 #include "kvstore/key_codec.h"
 #include "kvstore/store_core.h"
 #include "kvstore/value_codec.h"
@@ -192,9 +193,8 @@ Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
   }
   const bool write_through = c.options.write_policy == WritePolicy::kWriteThrough;
   if (write_through) {
-    Status written = c.disk->put(records);
+    Status written = c.write_to_disk(records);
     if (!written.ok()) return fail(written);
-    c.stats.add(Tier::kDisk, &TierCounters::bytes_in, blocks.size() * c.slot_bytes);
   }
 
   std::lock_guard<std::mutex> lock(c.mu);
@@ -205,7 +205,7 @@ Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
     if (!slot.ok()) {
       if (write_through) continue;  // on disk already; it is just not cached
       // Write-back with no room: store it on disk directly so the block is not lost.
-      Status direct = c.disk->put({records[i]});
+      Status direct = c.write_to_disk({records[i]});
       if (!direct.ok()) {
         result = direct.with_context("put of " + blocks[i].key.to_string() + " (" +
                                      slot.status().message() + ")");
