@@ -22,6 +22,8 @@
 
 #ifdef LMKV_WITH_CUDA
 #include <cuda_runtime.h>
+
+#include "kvstore/gpu_tier.h"
 #endif
 
 namespace lmkv {
@@ -44,13 +46,24 @@ void set_rate(benchmark::State& state, int64_t blocks) {
   state.counters["blocks"] = static_cast<double>(blocks);
 }
 
+#define LMKV_BATCHES(bm) \
+  BENCHMARK(bm)->Arg(1)->Arg(32)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond)
+// Disk: batch sizes at 32 read threads, then 1024-block batches at 8, 16 and 64 threads.
+#define LMKV_DISK_BATCHES(bm)                                                             \
+  BENCHMARK(bm)                                                                           \
+      ->Args({1, 32})->Args({32, 32})->Args({256, 32})->Args({1024, 32})                  \
+      ->Args({1024, 8})->Args({1024, 16})->Args({1024, 64})                               \
+      ->UseRealTime()->Unit(benchmark::kMicrosecond)
+
 BlockKey key_of(uint64_t index) {
   return {0, 0, static_cast<uint32_t>(index / kBlocksPerHead), index % kBlocksPerHead};
 }
 
-// A store filled once per process and reused by every benchmark that asks for the same layout.
+// A store filled once per process and reused by every benchmark that asks for the same layout;
+// reopened (same files) when a benchmark asks for another number of disk read threads.
 struct BenchStore {
   std::unique_ptr<TieredStore> store;
+  StoreOptions options;
   uint64_t blocks = 0;
   std::string error;
 };
@@ -60,48 +73,50 @@ std::map<std::string, BenchStore>& bench_stores() {
   return stores;
 }
 
-BenchStore& bench_store(const std::string& name, size_t gpu_blocks, size_t host_blocks,
-                        uint64_t blocks) {
-  BenchStore& s = bench_stores()[name];
-  if (s.store || !s.error.empty()) return s;
-  const std::string dir = bench_dir(name);
-  std::filesystem::remove_all(dir);
-  StoreOptions o;
-  o.shape = kShape;
-  o.disk_path = dir;
-  o.gpu_capacity_bytes = gpu_blocks * kShape.payload_bytes();
-  o.host_capacity_bytes = host_blocks * kShape.payload_bytes();
-  o.direct_io = DirectIo::kAuto;
-  o.disk_read_threads = 16;
-  auto opened = TieredStore::open(o);
-  if (!opened.ok()) {
-    s.error = opened.status().to_string();
-    return s;
-  }
+Status fill(TieredStore& store, uint64_t blocks) {
   std::vector<char> payload(kShape.payload_bytes());
   std::mt19937_64 rng(42);
-  std::vector<BlockWrite> batch;
   for (uint64_t i = 0; i < blocks; ++i) {
-    for (auto& c : payload) c = static_cast<char>(rng());
-    Status put = (*opened)->put(key_of(i), payload.data(), payload.data() + kShape.tensor_bytes());
-    if (!put.ok()) {
-      s.error = put.to_string();
+    for (size_t j = 0; j < payload.size(); j += 8) {
+      const uint64_t v = rng();
+      std::memcpy(payload.data() + j, &v, 8);
+    }
+    LMKV_RETURN_IF_ERROR(
+        store.put(key_of(i), payload.data(), payload.data() + kShape.tensor_bytes()));
+  }
+  // Sorted files, then a reopen: blocks are read from SST files with direct I/O, not a memtable.
+  LMKV_RETURN_IF_ERROR(store.compact_disk());
+  return store.close();
+}
+
+BenchStore& bench_store(const std::string& name, size_t gpu_blocks, size_t host_blocks,
+                        uint64_t blocks, int read_threads = 32) {
+  BenchStore& s = bench_stores()[name];
+  if (!s.error.empty()) return s;
+  if (s.store && s.options.disk_read_threads == read_threads) return s;
+  if (!s.store) {
+    s.options.shape = kShape;
+    s.options.disk_path = bench_dir(name);
+    s.options.gpu_capacity_bytes = gpu_blocks * kShape.payload_bytes();
+    s.options.host_capacity_bytes = host_blocks * kShape.payload_bytes();
+    s.options.direct_io = DirectIo::kAuto;
+    std::filesystem::remove_all(s.options.disk_path);
+    auto created = TieredStore::open(s.options);
+    Status filled = created.ok() ? fill(**created, blocks) : created.status();
+    if (!filled.ok()) {
+      s.error = filled.to_string();
       return s;
     }
+    s.blocks = blocks;
   }
-  // Reopen: the blocks are then in SST files read with direct I/O, not in a memtable.
-  if (Status closed = (*opened)->close(); !closed.ok()) {
-    s.error = closed.to_string();
-    return s;
-  }
-  opened->reset();
-  opened = TieredStore::open(o);
+  s.store.reset();
+  s.options.disk_read_threads = read_threads;
+  auto opened = TieredStore::open(s.options);
   if (!opened.ok()) {
     s.error = opened.status().to_string();
     return s;
   }
   s.store = std::move(opened).value();
-  s.blocks = blocks;
   return s;
 }
 
@@ -200,7 +215,7 @@ void BM_PageIn_DiskScattered(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
   const uint64_t total = kHeads * kBlocksPerHead;
-  BenchStore& bs = bench_store("disk", kMaxBatch, 2 * kMaxBatch, total);
+  BenchStore& bs = bench_store("disk", kMaxBatch, 2 * kMaxBatch, total, state.range(1));
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
   std::vector<uint64_t> order(total);
   std::iota(order.begin(), order.end(), 0);
@@ -216,7 +231,7 @@ void BM_PageIn_DiskNeighbours(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
   const uint64_t total = kHeads * kBlocksPerHead;
-  BenchStore& bs = bench_store("disk", kMaxBatch, 2 * kMaxBatch, total);
+  BenchStore& bs = bench_store("disk", kMaxBatch, 2 * kMaxBatch, total, state.range(1));
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
   // Runs of n consecutive blocks, visited in a shuffled order of runs.
   std::vector<uint64_t> runs(total / n);
@@ -237,9 +252,9 @@ struct PinnedBlocks {
   char* host = nullptr;
   char* device = nullptr;
   std::vector<size_t> scattered;  // slot of block i in the host arena
-  PinnedBlocks() {
+  explicit PinnedBlocks(unsigned flags = cudaHostAllocDefault) {
     const size_t bytes = 4 * kMaxBatch * kShape.payload_bytes();
-    cudaHostAlloc(reinterpret_cast<void**>(&host), bytes, cudaHostAllocDefault);
+    cudaHostAlloc(reinterpret_cast<void**>(&host), bytes, flags);
     cudaMalloc(&device, kMaxBatch * kShape.payload_bytes());
     std::memset(host, 1, bytes);
     scattered.resize(4 * kMaxBatch);
@@ -281,14 +296,43 @@ void BM_Baseline_OneContiguousCopy(benchmark::State& state) {
   set_rate(state, n);
 }
 
-#define LMKV_BATCHES(bm) \
-  BENCHMARK(bm)->Arg(1)->Arg(32)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond)
+// The gather kernel alone, per thread-block shape: scattered slots of a mapped pinned arena into
+// device slots. Arguments: batch, shape index into kSupportedGatherShapes.
+void BM_GatherKernel_MappedPinned(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const int64_t n = state.range(0);
+  const GatherShape shape = kSupportedGatherShapes[state.range(1)];
+  static PinnedBlocks blocks(cudaHostAllocMapped);
+  const char* view = nullptr;
+  cudaHostGetDevicePointer(reinterpret_cast<void**>(const_cast<char**>(&view)), blocks.host, 0);
+  std::vector<int32_t> src(n), dst(n);
+  for (int64_t i = 0; i < n; ++i) {
+    src[i] = static_cast<int32_t>(blocks.scattered[i]);
+    dst[i] = static_cast<int32_t>(i);
+  }
+  Stream stream;
+  for (auto _ : state) {
+    Status s = launch_slot_gather(view, blocks.device, kShape.payload_bytes(), src.data(),
+                                  dst.data(), n, stream.s, shape);
+    if (!s.ok() || cudaStreamSynchronize(stream.s) != cudaSuccess) {
+      return state.SkipWithError("gather failed");
+    }
+  }
+  set_rate(state, n);
+  state.counters["threads"] = shape.threads;
+  state.counters["loads"] = shape.loads_per_thread;
+}
+
 LMKV_BATCHES(BM_Baseline_MemcpyPerBlock);
 LMKV_BATCHES(BM_Baseline_OneContiguousCopy);
+BENCHMARK(BM_GatherKernel_MappedPinned)
+    ->ArgsProduct({{1, 256, 1024}, {0, 1, 2, 3, 4, 5}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 LMKV_BATCHES(BM_PageIn_GpuHit);
 LMKV_BATCHES(BM_PageIn_PinnedHost);
-LMKV_BATCHES(BM_PageIn_DiskScattered);
-LMKV_BATCHES(BM_PageIn_DiskNeighbours);
+LMKV_DISK_BATCHES(BM_PageIn_DiskScattered);
+LMKV_DISK_BATCHES(BM_PageIn_DiskNeighbours);
 #endif  // LMKV_WITH_CUDA
 
 // Disk to host, for machines without a GPU (the CPU attention path).
@@ -296,7 +340,7 @@ void BM_PageInToHost_DiskScattered(benchmark::State& state) {
   const int64_t n = state.range(0);
   const uint64_t total = kHeads * kBlocksPerHead;
   BenchStore& bs = bench_store("disk", cuda_device_count() > 0 ? kMaxBatch : 0, 2 * kMaxBatch,
-                               total);
+                               total, state.range(1));
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
   std::vector<uint64_t> order(total);
   std::iota(order.begin(), order.end(), 0);
@@ -305,8 +349,23 @@ void BM_PageInToHost_DiskScattered(benchmark::State& state) {
                Tier::kDisk);
   state.counters["direct_io"] = bs.store->disk_direct_reads();
 }
-BENCHMARK(BM_PageInToHost_DiskScattered)
-    ->Arg(1)->Arg(32)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
+LMKV_DISK_BATCHES(BM_PageInToHost_DiskScattered);
+
+// Host-tier hits: the page-in bookkeeping alone, on the CPU path.
+void BM_PageInToHost_HostHit(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  BenchStore& bs = bench_store("resident", cuda_device_count() > 0 ? 2 * kMaxBatch : 0,
+                               4 * kMaxBatch, 4 * kMaxBatch);
+  if (!bs.store) return state.SkipWithError(bs.error.c_str());
+  std::vector<uint64_t> order(4 * kMaxBatch);
+  std::iota(order.begin(), order.end(), 0);
+  const auto batches = windows(order, n, 1);
+  if (!bs.store->page_in(batches[0], PageInTarget::kHost).ok()) {
+    return state.SkipWithError("warm-up page-in failed");
+  }
+  run_page_ins(state, *bs.store, batches, PageInTarget::kHost, nullptr, Tier::kHost);
+}
+LMKV_BATCHES(BM_PageInToHost_HostHit);
 
 }  // namespace
 }  // namespace lmkv

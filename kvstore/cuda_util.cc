@@ -28,8 +28,33 @@ CudaEvent::~CudaEvent() {
 }
 
 Status CudaEvent::create() {
-  LMKV_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+  LMKV_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event_, cudaEventDefault));
   return Status::Ok();
+}
+
+Result<std::shared_ptr<CudaEvent>> EventPool::acquire() {
+  std::unique_ptr<CudaEvent> event;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_.empty()) {
+      event = std::move(free_.back());
+      free_.pop_back();
+    }
+  }
+  if (!event) {
+    event = std::make_unique<CudaEvent>();
+    LMKV_RETURN_IF_ERROR(event->create());
+  }
+  return std::shared_ptr<CudaEvent>(event.release(), [this](CudaEvent* e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.emplace_back(e);
+  });
+}
+
+Result<std::shared_ptr<CudaEvent>> EventPool::record(cudaStream_t stream) {
+  LMKV_ASSIGN_OR_RETURN(std::shared_ptr<CudaEvent> event, acquire());
+  LMKV_CUDA_RETURN_IF_ERROR(cudaEventRecord(event->get(), stream));
+  return event;
 }
 
 CudaStream::~CudaStream() {

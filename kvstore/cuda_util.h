@@ -16,11 +16,15 @@ int cuda_device_count();
 #ifdef LMKV_WITH_CUDA
 #include <cuda_runtime.h>
 
+#include <memory>
+#include <mutex>
+#include <vector>
+
 namespace lmkv {
 
 Status cuda_status(cudaError_t error, const char* call, const char* file, int line);
 
-// Owns a cudaEvent_t (timing disabled: cheapest to record and query).
+// Owns a cudaEvent_t (with timing, so page-ins can measure their latency on the GPU's clock).
 class CudaEvent {
  public:
   CudaEvent() = default;
@@ -32,6 +36,19 @@ class CudaEvent {
 
  private:
   cudaEvent_t event_ = nullptr;
+};
+
+// Recycles events: creating one per page-in costs more than the page-in's bookkeeping. Events
+// return to the pool when their last shared_ptr goes; the pool must outlive them.
+class EventPool {
+ public:
+  Result<std::shared_ptr<CudaEvent>> acquire();
+  // acquire() and cudaEventRecord on `stream`.
+  Result<std::shared_ptr<CudaEvent>> record(cudaStream_t stream);
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<CudaEvent>> free_;
 };
 
 // Owns a non-blocking cudaStream_t.

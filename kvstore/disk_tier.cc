@@ -127,6 +127,13 @@ class RocksDbDiskTier final : public DiskTier {
     return from_rocksdb(db_->FlushWAL(/*sync=*/true), "syncing " + path_);
   }
 
+  Status compact() override {
+    LMKV_RETURN_IF_ERROR(check_open());
+    rocksdb::CompactRangeOptions options;
+    options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    return from_rocksdb(db_->CompactRange(options, nullptr, nullptr), "compacting " + path_);
+  }
+
   Status close() override {
     if (closed_.exchange(true)) return Status::Ok();
     Status s = from_rocksdb(db_->FlushWAL(/*sync=*/true), "syncing " + path_ + " at close");

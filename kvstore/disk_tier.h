@@ -61,6 +61,9 @@ class DiskTier {
 
   // Makes every completed put durable (survives a crash of the process or machine).
   virtual Status sync() = 0;
+  // Flushes and compacts everything written so far into sorted files, so that later reads find
+  // each block in one place and neighbouring blocks side by side (after a bulk ingest).
+  virtual Status compact() = 0;
   // Syncs and closes; later calls fail.
   virtual Status close() = 0;
 

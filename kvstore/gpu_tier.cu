@@ -12,33 +12,52 @@ namespace {
 // Slot pairs travel as kernel parameters (CUDA 12.1+ allows 32 KB of them), so a launch needs no
 // staging buffer and no extra copy.
 constexpr int kMaxSlotsPerLaunch = 1024;
-constexpr int kThreads = 128;
-constexpr int kLoadsPerThread = 4;  // independent 16-byte loads in flight per thread
-constexpr int kChunkVecs = kThreads * kLoadsPerThread;  // 8 KB of a slot per thread block
 
 struct SlotPairs {
   int32_t src[kMaxSlotsPerLaunch];
   int32_t dst[kMaxSlotsPerLaunch];
 };
 
-__global__ void slot_gather_kernel(const uint4* __restrict__ src_base, uint4* __restrict__ dst_base,
-                                   size_t slot_vecs, int chunks_per_slot,
-                                   const __grid_constant__ SlotPairs pairs) {
+// Each thread block copies kThreads * kLoads 16-byte vectors of one slot: all loads first, so that
+// they are in flight together, then all stores.
+template <int kThreads, int kLoads>
+__global__ void __launch_bounds__(kThreads)
+    slot_gather_kernel(const uint4* __restrict__ src_base, uint4* __restrict__ dst_base,
+                       size_t slot_vecs, int chunks_per_slot, const __grid_constant__ SlotPairs pairs) {
+  constexpr int kChunkVecs = kThreads * kLoads;
   const int item = blockIdx.x / chunks_per_slot;
   const size_t begin = static_cast<size_t>(blockIdx.x % chunks_per_slot) * kChunkVecs;
   const uint4* src = src_base + static_cast<size_t>(pairs.src[item]) * slot_vecs;
   uint4* dst = dst_base + static_cast<size_t>(pairs.dst[item]) * slot_vecs;
-  uint4 staged[kLoadsPerThread];
+  uint4 staged[kLoads];
 #pragma unroll
-  for (int j = 0; j < kLoadsPerThread; ++j) {
+  for (int j = 0; j < kLoads; ++j) {
     const size_t i = begin + threadIdx.x + j * kThreads;
     if (i < slot_vecs) staged[j] = src[i];
   }
 #pragma unroll
-  for (int j = 0; j < kLoadsPerThread; ++j) {
+  for (int j = 0; j < kLoads; ++j) {
     const size_t i = begin + threadIdx.x + j * kThreads;
     if (i < slot_vecs) dst[i] = staged[j];
   }
+}
+
+template <int kThreads, int kLoads>
+Status launch_shape(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
+                    const int32_t* src_slots, const int32_t* dst_slots, size_t count,
+                    cudaStream_t stream) {
+  constexpr size_t kChunkVecs = kThreads * kLoads;
+  const int chunks_per_slot = static_cast<int>((slot_vecs + kChunkVecs - 1) / kChunkVecs);
+  for (size_t first = 0; first < count; first += kMaxSlotsPerLaunch) {
+    const int n = static_cast<int>(std::min<size_t>(kMaxSlotsPerLaunch, count - first));
+    SlotPairs pairs;
+    std::copy(src_slots + first, src_slots + first + n, pairs.src);
+    std::copy(dst_slots + first, dst_slots + first + n, pairs.dst);
+    slot_gather_kernel<kThreads, kLoads><<<n * chunks_per_slot, kThreads, 0, stream>>>(
+        src_base, dst_base, slot_vecs, chunks_per_slot, pairs);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -69,24 +88,27 @@ GpuArena::~GpuArena() {
 
 Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
                           const int32_t* src_slots, const int32_t* dst_slots, size_t count,
-                          cudaStream_t stream) {
+                          cudaStream_t stream, GatherShape shape) {
   if (slot_bytes % sizeof(uint4) != 0) {
     return Status::InvalidArgument(
         fmt::format("slot_bytes={} is not a multiple of {}", slot_bytes, sizeof(uint4)));
   }
-  const size_t slot_vecs = slot_bytes / sizeof(uint4);
-  const int chunks_per_slot = static_cast<int>((slot_vecs + kChunkVecs - 1) / kChunkVecs);
-  for (size_t first = 0; first < count; first += kMaxSlotsPerLaunch) {
-    const int n = static_cast<int>(std::min<size_t>(kMaxSlotsPerLaunch, count - first));
-    SlotPairs pairs;
-    std::copy(src_slots + first, src_slots + first + n, pairs.src);
-    std::copy(dst_slots + first, dst_slots + first + n, pairs.dst);
-    slot_gather_kernel<<<n * chunks_per_slot, kThreads, 0, stream>>>(
-        reinterpret_cast<const uint4*>(src_base), reinterpret_cast<uint4*>(dst_base), slot_vecs,
-        chunks_per_slot, pairs);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  const auto* src = reinterpret_cast<const uint4*>(src_base);
+  auto* dst = reinterpret_cast<uint4*>(dst_base);
+  const size_t vecs = slot_bytes / sizeof(uint4);
+#define LMKV_GATHER_SHAPE(t, l)                                                          \
+  if (shape.threads == t && shape.loads_per_thread == l) {                                \
+    return launch_shape<t, l>(src, dst, vecs, src_slots, dst_slots, count, stream);       \
   }
-  return Status::Ok();
+  LMKV_GATHER_SHAPE(128, 4)
+  LMKV_GATHER_SHAPE(256, 4)
+  LMKV_GATHER_SHAPE(128, 8)
+  LMKV_GATHER_SHAPE(256, 8)
+  LMKV_GATHER_SHAPE(128, 16)
+  LMKV_GATHER_SHAPE(512, 4)
+#undef LMKV_GATHER_SHAPE
+  return Status::InvalidArgument(fmt::format("gather shape {} threads x {} loads is not supported",
+                                             shape.threads, shape.loads_per_thread));
 }
 
 }  // namespace lmkv

@@ -30,11 +30,21 @@ class GpuArena {
   size_t slot_bytes_ = 0;
 };
 
+// How the gather kernel splits its work: threads per thread block, and 16-byte loads each thread
+// keeps in flight. Reads over PCIe need many loads in flight; bench/page_in_bench.cc compares the
+// supported shapes.
+struct GatherShape {
+  int threads = 256;
+  int loads_per_thread = 8;
+};
+inline constexpr GatherShape kSupportedGatherShapes[] = {
+    {128, 4}, {256, 4}, {128, 8}, {256, 8}, {128, 16}, {512, 4}};
+
 // Copies slot src_slots[i] of the region at `src_base` to slot dst_slots[i] of `dst_base`, for
 // i < count, on `stream`. Either base may be device memory or mapped pinned host memory (its device
 // view). slot_bytes must be a multiple of 16. Enqueues one launch per 1024 blocks.
 Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
                           const int32_t* src_slots, const int32_t* dst_slots, size_t count,
-                          cudaStream_t stream);
+                          cudaStream_t stream, GatherShape shape = {});
 
 }  // namespace lmkv

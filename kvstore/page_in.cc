@@ -1,10 +1,13 @@
 // Batched page-in: resolve each requested block to its tier, read disk-resident ones with parallel
 // MultiGet into host slots, gather host slots into GPU slots with one kernel, and pin the results.
+//
+// Concurrent page-ins may want the same block. Whoever reserves its slot fills it; the others pin
+// the slot and wait. A page-in fills everything it reserved before it waits for anyone else's
+// slots, so no two page-ins can wait for each other.
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
-#include <unordered_map>
 
 #include "kvstore/store_core.h"
 #include "kvstore/tiered_store.h"
@@ -27,14 +30,36 @@ uint64_t now_ns() {
 struct PlannedBlock {
   BlockKey key;
   Tier source = Tier::kDisk;
-  int32_t gpu_slot = -1;   // pinned by this page-in (kDevice)
-  int32_t host_slot = -1;  // pinned by this page-in
-  bool read_disk = false;  // this page-in fills host_slot from disk
-  bool gather = false;     // this page-in fills gpu_slot from host_slot
-  bool await_host = false; // another page-in is filling host_slot
-  bool await_gpu = false;  // another page-in is filling gpu_slot
+  int32_t gpu_slot = -1;    // pinned by this page-in (kDevice)
+  int32_t host_slot = -1;   // pinned by this page-in
+  bool read_disk = false;   // this page-in fills host_slot from disk
+  bool gather = false;      // this page-in fills gpu_slot from host_slot
+  bool await_host = false;  // another page-in is filling host_slot
+  bool await_gpu = false;   // another page-in is filling gpu_slot
   Status status;
 };
+
+// The distinct blocks of `keys` in first-seen order, and for each key the index of its block.
+// Open addressing over a flat table: no allocation per key.
+void dedupe(const std::vector<BlockKey>& keys, std::vector<PlannedBlock>* plan,
+            std::vector<int32_t>* which) {
+  size_t capacity = 16;
+  while (capacity < 2 * keys.size()) capacity *= 2;
+  std::vector<int32_t> table(capacity, -1);
+  plan->reserve(keys.size());
+  which->resize(keys.size());
+  const BlockKeyHash hash;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    size_t h = hash(keys[i]) & (capacity - 1);
+    while (table[h] >= 0 && (*plan)[table[h]].key != keys[i]) h = (h + 1) & (capacity - 1);
+    if (table[h] < 0) {
+      table[h] = static_cast<int32_t>(plan->size());
+      plan->emplace_back();
+      plan->back().key = keys[i];
+    }
+    (*which)[i] = table[h];
+  }
+}
 
 // Releases everything a failed page-in holds: its pins, and the slots it was to fill.
 void abandon(StoreCore& c, std::vector<PlannedBlock>& plan) {
@@ -71,27 +96,36 @@ Status concurrent_failure(const PlannedBlock& b) {
       fmt::format("block {} failed to load in a concurrent page-in", b.key.to_string()));
 }
 
-// Hit, miss and byte counters of one page-in.
+// Which tiers this page-in's blocks came from.
+std::array<bool, kTierCount> source_tiers(const std::vector<PlannedBlock>& plan) {
+  std::array<bool, kTierCount> sources{};
+  for (const PlannedBlock& b : plan) sources[static_cast<int>(b.source)] = true;
+  return sources;
+}
+
+// Hit, miss and byte counters of one page-in, under one lock.
 void count_page_in(StoreCore& c, const std::vector<PlannedBlock>& plan, bool device) {
-  size_t disk = 0, host = 0, gpu = 0;
+  uint64_t disk = 0, host = 0, gpu = 0;
   for (const PlannedBlock& b : plan) {
     disk += b.source == Tier::kDisk;
     host += b.source == Tier::kHost;
     gpu += b.source == Tier::kGpu;
   }
   const uint64_t bytes = c.slot_bytes;
-  if (device) {
-    c.stats.add(Tier::kGpu, &TierCounters::hits, gpu);
-    c.stats.add(Tier::kGpu, &TierCounters::misses, host + disk);
-    c.stats.add(Tier::kGpu, &TierCounters::bytes_in, (host + disk) * bytes);
-  }
-  c.stats.add(Tier::kHost, &TierCounters::hits, host);
-  c.stats.add(Tier::kHost, &TierCounters::misses, disk);
-  c.stats.add(Tier::kHost, &TierCounters::bytes_in, disk * bytes);
-  c.stats.add(Tier::kHost, &TierCounters::bytes_out, (host + disk) * bytes);
-  c.stats.add(Tier::kDisk, &TierCounters::hits, disk);
-  c.stats.add(Tier::kDisk, &TierCounters::bytes_out, disk * bytes);
-  c.stats.count_page_in();
+  c.stats.update([&](StoreStatsSnapshot& s) {
+    if (device) {
+      s.tier(Tier::kGpu).hits += gpu;
+      s.tier(Tier::kGpu).misses += host + disk;
+      s.tier(Tier::kGpu).bytes_in += (host + disk) * bytes;
+    }
+    s.tier(Tier::kHost).hits += host;
+    s.tier(Tier::kHost).misses += disk;
+    s.tier(Tier::kHost).bytes_in += disk * bytes;
+    s.tier(Tier::kHost).bytes_out += (host + disk) * bytes;
+    s.tier(Tier::kDisk).hits += disk;
+    s.tier(Tier::kDisk).bytes_out += disk * bytes;
+    ++s.page_ins;
+  });
 }
 
 // Pins the block's host copy or reserves a host slot to read it from disk into.
@@ -113,10 +147,11 @@ Status plan_host_copy(StoreCore& c, PlannedBlock& b) {
   b.source = Tier::kDisk;
   BlockEntry& entry = c.table[b.key];
   entry.host_slot = b.host_slot;
-  entry.on_disk = true;
+  entry.on_disk = true;  // a block with no host copy is on disk (or unknown: the read tells)
   return Status::Ok();
 }
 
+// Pins the block's GPU copy, or plans its host copy and reserves a GPU slot to gather it into.
 Status plan_gpu_copy(StoreCore& c, PlannedBlock& b) {
   auto it = c.table.find(b.key);
   if (it != c.table.end() && it->second.gpu_slot >= 0) {
@@ -172,33 +207,6 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 }
 
 #ifdef LMKV_WITH_CUDA
-struct LatencyCallback {
-  StoreCore* core;
-  uint64_t start_ns;
-  std::array<bool, kTierCount> sources;
-};
-
-// Runs on a CUDA driver thread once the stream passed the page-in's copies. No CUDA calls here.
-void CUDART_CB record_device_latency(void* data) {
-  auto* cb = static_cast<LatencyCallback*>(data);
-  const uint64_t elapsed = now_ns() - cb->start_ns;
-  for (int t = 0; t < kTierCount; ++t) {
-    if (cb->sources[t]) cb->core->stats.record_swap_in(static_cast<Tier>(t), elapsed);
-  }
-  StoreCore* core = cb->core;
-  delete cb;
-  std::lock_guard<std::mutex> lock(core->callbacks_mu);
-  --core->callbacks_pending;
-  core->callbacks_cv.notify_all();
-}
-
-Result<std::shared_ptr<CudaEvent>> record_event(cudaStream_t stream) {
-  auto event = std::make_shared<CudaEvent>();
-  LMKV_RETURN_IF_ERROR(event->create());
-  LMKV_CUDA_RETURN_IF_ERROR(cudaEventRecord(event->get(), stream));
-  return event;
-}
-
 // Enqueues the gather of host slots into the GPU slots this page-in reserved.
 Status launch_gather(StoreCore& c, const std::vector<PlannedBlock>& plan, cudaStream_t stream) {
   std::vector<int32_t> src, dst;
@@ -212,22 +220,9 @@ Status launch_gather(StoreCore& c, const std::vector<PlannedBlock>& plan, cudaSt
                             src.data(), dst.data(), src.size(), stream);
 }
 
-Result<std::shared_ptr<CudaEvent>> enqueue_gather(StoreCore& c,
-                                                  const std::vector<PlannedBlock>& plan,
-                                                  cudaStream_t stream) {
-  LMKV_RETURN_IF_ERROR(launch_gather(c, plan, stream));
-  return record_event(stream);
-}
-
-// Makes `stream` wait for GPU slots that other page-ins are filling; returns the event that marks
-// the end of this page-in's work (`gathered` when there was nothing to wait for). Needs c.mu held
-// through `lock`.
-Result<std::shared_ptr<CudaEvent>> await_concurrent_fills(StoreCore& c,
-                                                          const std::vector<PlannedBlock>& plan,
-                                                          cudaStream_t stream,
-                                                          std::shared_ptr<CudaEvent> gathered,
-                                                          std::unique_lock<std::mutex>& lock) {
-  bool waited = false;
+// Makes `stream` wait for GPU slots that other page-ins are filling. Needs c.mu held by `lock`.
+Status await_concurrent_fills(StoreCore& c, const std::vector<PlannedBlock>& plan,
+                              cudaStream_t stream, std::unique_lock<std::mutex>& lock) {
   for (const PlannedBlock& b : plan) {
     if (!b.await_gpu) continue;
     c.cv.wait(lock, [&] { return c.gpu_slots.state(b.gpu_slot) != SlotState::kFilling; });
@@ -235,28 +230,50 @@ Result<std::shared_ptr<CudaEvent>> await_concurrent_fills(StoreCore& c,
     if (const auto& filled = c.gpu_fill_event[b.gpu_slot]) {
       LMKV_CUDA_RETURN_IF_ERROR(
           cudaStreamWaitEvent(stream, static_cast<CudaEvent*>(filled.get())->get(), 0));
-      waited = true;
     }
   }
-  if (!waited) return gathered;
-  return record_event(stream);
+  return Status::Ok();
 }
 
-// Records the swap-in latency once the stream has passed the page-in, without blocking the host.
-void record_latency_on_stream(StoreCore& c, uint64_t start, std::array<bool, kTierCount> sources,
-                              cudaStream_t stream) {
-  {
-    std::lock_guard<std::mutex> lock(c.callbacks_mu);
-    ++c.callbacks_pending;
+// Enqueues the copies of a device page-in whose host copies are all in place, and hands the
+// pins of its host sources to the deferred list; on failure releases everything.
+Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
+                             std::shared_ptr<CudaEvent> start, cudaStream_t stream,
+                             std::shared_ptr<void>* ready_event, std::vector<int32_t>* pinned) {
+  Status launched = launch_gather(c, plan, stream);
+  Result<std::shared_ptr<CudaEvent>> gathered =
+      launched.ok() ? c.events.record(stream) : Result<std::shared_ptr<CudaEvent>>(launched);
+  std::unique_lock<std::mutex> lock(c.mu);
+  Result<std::shared_ptr<CudaEvent>> done = gathered;
+  if (gathered.ok()) {
+    for (const PlannedBlock& b : plan) {
+      if (!b.gather) continue;
+      c.gpu_slots.set_state(b.gpu_slot, SlotState::kReady);
+      c.gpu_fill_event[b.gpu_slot] = *gathered;
+    }
+    c.cv.notify_all();
+    const bool awaits = std::any_of(plan.begin(), plan.end(),
+                                    [](const PlannedBlock& b) { return b.await_gpu; });
+    if (awaits) {
+      Status waited = await_concurrent_fills(c, plan, stream, lock);
+      done = waited.ok() ? c.events.record(stream) : Result<std::shared_ptr<CudaEvent>>(waited);
+    }
   }
-  auto* callback = new LatencyCallback{&c, start, sources};
-  if (cudaLaunchHostFunc(stream, record_device_latency, callback) != cudaSuccess) {
-    cudaGetLastError();
-    delete callback;
-    std::lock_guard<std::mutex> lock(c.callbacks_mu);
-    --c.callbacks_pending;
-    // The data is in flight and pinned correctly; only its latency sample is lost.
+  if (!done.ok()) {
+    // Copies may be in flight into and out of these slots: let them land before freeing any.
+    cudaStreamSynchronize(stream);
+    abandon(c, plan);
+    return done.status();
   }
+  // Host copies stay pinned until the gather has read them; the same entry times the page-in.
+  detail::DeferredUnpin completion{*done, Tier::kHost, {}, std::move(start), source_tiers(plan)};
+  for (const PlannedBlock& b : plan) {
+    if (b.host_slot >= 0) completion.slots.push_back(b.host_slot);
+    pinned->push_back(b.gpu_slot);
+  }
+  c.deferred.push_back(std::move(completion));
+  *ready_event = *done;
+  return Status::Ok();
 }
 #endif
 
@@ -265,43 +282,32 @@ void record_latency_on_stream(StoreCore& c, uint64_t start, std::array<bool, kTi
 Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTarget target,
                                     CUstream_st* stream) {
   StoreCore& c = *core_;
-  const uint64_t start = now_ns();
+  const uint64_t start_ns = now_ns();
   const bool device = target == PageInTarget::kDevice;
   if (device && c.gpu_slots.capacity() == 0) {
     return Status::FailedPrecondition("page_in to the device needs a GPU tier (gpu_capacity_bytes)");
   }
-#ifdef LMKV_WITH_CUDA
-  if (device && !c.host_arena->pinned()) {
-    return Status::Internal("the host tier is not pinned although a GPU tier exists");
-  }
-#endif
-
-  // Distinct blocks, and for each requested one the index of its distinct block.
   std::vector<PlannedBlock> plan;
-  std::vector<size_t> which(keys.size());
-  {
-    std::unordered_map<BlockKey, size_t, BlockKeyHash> seen;
-    seen.reserve(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      auto [it, inserted] = seen.emplace(keys[i], plan.size());
-      if (inserted) {
-        plan.emplace_back();
-        plan.back().key = keys[i];
-      }
-      which[i] = it->second;
-    }
-  }
+  std::vector<int32_t> which;
+  dedupe(keys, &plan, &which);
   const SlotPool& target_pool = device ? c.gpu_slots : c.host_slots;
   if (static_cast<int64_t>(plan.size()) > target_pool.capacity()) {
     return Status::ResourceExhausted(fmt::format(
         "page_in of {} distinct blocks exceeds the {} tier's {} slots", plan.size(),
         device ? "GPU" : "host", target_pool.capacity()));
   }
+#ifdef LMKV_WITH_CUDA
+  std::shared_ptr<CudaEvent> start_event;
+  if (device) {
+    LMKV_ASSIGN_OR_RETURN(start_event, c.events.record(stream));
+  }
+#endif
 
   // 1. Resolve every block to its tier; pin hits, reserve slots for the rest.
   {
-    std::unique_lock<std::mutex> lock(c.mu);
+    std::lock_guard<std::mutex> lock(c.mu);
     LMKV_RETURN_IF_ERROR(check_open());
+    c.reap_deferred(/*block=*/false);
     for (PlannedBlock& b : plan) {
       Status planned = device ? plan_gpu_copy(c, b) : plan_host_copy(c, b);
       if (!planned.ok()) {
@@ -311,8 +317,7 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     }
   }
 
-  // 2. This page-in's own disk reads, outside the lock. They wait for nothing, so other page-ins
-  // waiting on these slots always make progress.
+  // 2. This page-in's own disk reads, outside the lock.
   read_from_disk(c, plan);
   {
     std::unique_lock<std::mutex> lock(c.mu);
@@ -345,48 +350,25 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     result.slots_[i] = device ? b.gpu_slot : b.host_slot;
     result.sources_[i] = b.source;
   }
-  std::array<bool, kTierCount> sources{};
-  for (const PlannedBlock& b : plan) sources[static_cast<int>(b.source)] = true;
-
   if (!device) {
     for (const PlannedBlock& b : plan) result.pinned_slots_.push_back(b.host_slot);
-    const uint64_t elapsed = now_ns() - start;
-    for (int t = 0; t < kTierCount; ++t) {
-      if (sources[t]) c.stats.record_swap_in(static_cast<Tier>(t), elapsed);
-    }
+    const uint64_t elapsed = now_ns() - start_ns;
+    const auto sources = source_tiers(plan);
+    c.stats.update([&](StoreStatsSnapshot& s) {
+      for (int t = 0; t < kTierCount; ++t) {
+        if (sources[t]) s.swap_in_latency[t].record_ns(elapsed);
+      }
+    });
     return result;
   }
-
 #ifdef LMKV_WITH_CUDA
-  // 4. One gather for every block that was not on the GPU yet, then the fills of GPU slots that
-  // concurrent page-ins enqueued (they reach that point without waiting on anyone).
-  Result<std::shared_ptr<CudaEvent>> copied = enqueue_gather(c, plan, stream);
-  std::unique_lock<std::mutex> lock(c.mu);
-  if (copied.ok()) {
-    for (const PlannedBlock& b : plan) {
-      if (!b.gather) continue;
-      c.gpu_slots.set_state(b.gpu_slot, SlotState::kReady);
-      c.gpu_fill_event[b.gpu_slot] = *copied;
-    }
-    c.cv.notify_all();
-    copied = await_concurrent_fills(c, plan, stream, *copied, lock);
+  // 4. One gather for every block that was not on the GPU yet.
+  Status finished = finish_device_page_in(c, plan, std::move(start_event), stream,
+                                          &result.ready_event_, &result.pinned_slots_);
+  if (!finished.ok()) {
+    result.core_.reset();  // nothing is pinned any more
+    return finished.with_context("page_in");
   }
-  if (!copied.ok()) {
-    // Copies may be in flight into and out of these slots: let them land before freeing any.
-    cudaStreamSynchronize(stream);
-    abandon(c, plan);
-    return copied.status().with_context("page_in");
-  }
-  detail::DeferredUnpin host_sources{*copied, Tier::kHost, {}};
-  for (const PlannedBlock& b : plan) {
-    // The host copies stay pinned until the gather has read them.
-    if (b.host_slot >= 0) host_sources.slots.push_back(b.host_slot);
-    result.pinned_slots_.push_back(b.gpu_slot);
-  }
-  if (!host_sources.slots.empty()) c.deferred.push_back(std::move(host_sources));
-  result.ready_event_ = *copied;
-  lock.unlock();
-  record_latency_on_stream(c, start, sources, stream);
 #endif
   return result;
 }
@@ -419,12 +401,10 @@ PageIn& PageIn::operator=(PageIn&& other) noexcept {
 PageIn::~PageIn() { release(); }
 
 const char* PageIn::payload(size_t i) const {
-  const size_t offset = static_cast<size_t>(slots_[i]) * core_->slot_bytes;
   if (target_ == PageInTarget::kHost) return core_->host_arena->slot(slots_[i]);
 #ifdef LMKV_WITH_CUDA
-  return core_->gpu_arena->base() + offset;
+  return core_->gpu_arena->slot(slots_[i]);
 #else
-  (void)offset;
   return nullptr;
 #endif
 }
@@ -446,10 +426,10 @@ void PageIn::release() {
 #ifdef LMKV_WITH_CUDA
   if (tier == Tier::kGpu) {
     // Kernels queued on the stream after the page-in may still read the slots: unpin after them.
-    Result<std::shared_ptr<CudaEvent>> after = record_event(stream_);
+    Result<std::shared_ptr<CudaEvent>> after = c.events.record(stream_);
     std::lock_guard<std::mutex> lock(c.mu);
     if (after.ok()) {
-      c.deferred.push_back({*after, tier, std::move(pinned_slots_)});
+      c.deferred.push_back({*after, tier, std::move(pinned_slots_), nullptr, {}});
     } else {
       cudaStreamSynchronize(stream_);  // no event to wait on: wait for the stream itself
       for (int32_t slot : pinned_slots_) c.unpin(tier, slot);

@@ -28,7 +28,6 @@ Result<int32_t> StoreCore::allocate_slot(Tier tier, const BlockKey& owner) {
   if (slots.capacity() == 0) {
     return Status::ResourceExhausted(fmt::format("the {} tier has no slots", tier_name(tier)));
   }
-  reap_deferred(/*block=*/false);
   for (;;) {
     if (auto slot = slots.take(owner)) return *slot;
     if (auto victim = slots.victim()) {
@@ -84,7 +83,20 @@ void StoreCore::reap_deferred(bool block) {
     if (done == cudaErrorNotReady) return;
     if (done != cudaSuccess) cudaGetLastError();
     first = false;
-    for (int32_t slot : deferred.front().slots) unpin(deferred.front().tier, slot);
+    const DeferredUnpin& done_entry = deferred.front();
+    for (int32_t slot : done_entry.slots) unpin(done_entry.tier, slot);
+    float elapsed_ms = 0;
+    if (done == cudaSuccess && done_entry.start &&
+        cudaEventElapsedTime(&elapsed_ms, static_cast<CudaEvent*>(done_entry.start.get())->get(),
+                             event) == cudaSuccess) {
+      stats.update([&](StoreStatsSnapshot& d) {
+        for (int t = 0; t < kTierCount; ++t) {
+          if (done_entry.sources[t]) {
+            d.swap_in_latency[t].record_ns(static_cast<uint64_t>(elapsed_ms * 1e6));
+          }
+        }
+      });
+    }
     deferred.pop_front();
   }
 #else

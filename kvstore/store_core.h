@@ -3,6 +3,7 @@
 // ownership of it so that releasing one after the store closed stays safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -34,15 +35,23 @@ struct BlockEntry {
   bool on_disk = false;  // false only for write-back blocks not yet written
 };
 
-// Slots whose pins are given back once the GPU has passed `event` (work that reads them).
+// Slots whose pins are given back once the GPU has passed `event` (work that reads them). When
+// `start` is set, the time between the two events is a device page-in's swap-in latency, recorded
+// for each tier in `sources` once the GPU got there.
 struct DeferredUnpin {
   std::shared_ptr<void> event;  // CudaEvent
-  Tier tier;
+  Tier tier = Tier::kGpu;
   std::vector<int32_t> slots;
+  std::shared_ptr<void> start;  // CudaEvent recorded when the page-in began
+  std::array<bool, kTierCount> sources{};
 };
 
 struct StoreCore {
   StoreCore(const StoreOptions& options, int32_t gpu_slots, int32_t host_slots);
+
+#ifdef LMKV_WITH_CUDA
+  EventPool events;  // first, so that it outlives every event the members below hold
+#endif
 
   StoreOptions options;
   size_t slot_bytes = 0;
@@ -65,11 +74,6 @@ struct StoreCore {
   std::deque<DeferredUnpin> deferred;
   bool closed = false;
 
-  // Latency callbacks the GPU has yet to run; close() waits for them.
-  std::mutex callbacks_mu;
-  std::condition_variable callbacks_cv;
-  int callbacks_pending = 0;
-
   SlotPool& pool(Tier tier) { return tier == Tier::kGpu ? gpu_slots : host_slots; }
 
   // Every write of block values to the disk tier goes through here (one batch), so that the
@@ -84,7 +88,8 @@ struct StoreCore {
   Status evict_slot(Tier tier, int32_t slot);
   // Drops one pin; frees the slot when it was orphaned or failed and no pins remain.
   void unpin(Tier tier, int32_t slot);
-  // Unpins deferred slots whose event has completed; with `block`, waits for the oldest first.
+  // Unpins deferred slots whose event has completed, recording their latency; with `block`,
+  // waits for the oldest first.
   void reap_deferred(bool block);
   // Marks a slot whose fill failed: detached from its entry, freed once unpinned.
   void fail_slot(Tier tier, int32_t slot);

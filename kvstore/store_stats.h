@@ -31,6 +31,7 @@ struct StoreStatsSnapshot {
   uint64_t puts = 0;
 
   const TierCounters& tier(Tier t) const { return tiers[static_cast<int>(t)]; }
+  TierCounters& tier(Tier t) { return tiers[static_cast<int>(t)]; }
   const LatencyHistogram& latency(Tier t) const { return swap_in_latency[static_cast<int>(t)]; }
   // {"tiers": {"gpu": {...}, ...}, "swap_in_latency_us": {"disk": {"count", "p50", "p90", "p99",
   //  "max", "mean"}, ...}, "page_ins": n, "puts": n}
@@ -41,6 +42,12 @@ struct StoreStatsSnapshot {
 class StoreStats {
  public:
   void add(Tier tier, uint64_t TierCounters::*field, uint64_t amount);
+  // Applies several changes under one lock: update(snapshot&).
+  template <typename Update>
+  void update(Update&& update) {
+    std::lock_guard<std::mutex> lock(mu_);
+    update(data_);
+  }
   void record_swap_in(Tier source, uint64_t ns);
   void count_page_in();
   void count_put();

@@ -199,6 +199,7 @@ Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
 
   std::lock_guard<std::mutex> lock(c.mu);
   for (const BlockWrite& b : blocks) c.puts_in_flight.erase(b.key);
+  c.reap_deferred(/*block=*/false);
   Status result;
   for (size_t i = 0; i < blocks.size(); ++i) {
     Result<int32_t> slot = c.allocate_slot(Tier::kHost, blocks[i].key);
@@ -324,6 +325,11 @@ Status TieredStore::sync() {
   return c.disk->sync();
 }
 
+Status TieredStore::compact_disk() {
+  LMKV_RETURN_IF_ERROR(sync());
+  return core_->disk->compact();
+}
+
 Status TieredStore::close() {
   StoreCore& c = *core_;
   {
@@ -331,9 +337,9 @@ Status TieredStore::close() {
     if (c.closed) return Status::Ok();
   }
   {
-    // The GPU runs latency callbacks that write into the statistics; let them finish.
-    std::unique_lock<std::mutex> lock(c.callbacks_mu);
-    c.callbacks_cv.wait(lock, [&] { return c.callbacks_pending == 0; });
+    // Let the GPU finish with every released page-in, recording their latencies.
+    std::lock_guard<std::mutex> lock(c.mu);
+    while (!c.deferred.empty()) c.reap_deferred(/*block=*/true);
   }
   Status s = sync();
   Status closed = c.disk->close();
@@ -343,8 +349,9 @@ Status TieredStore::close() {
 }
 
 StoreStatsSnapshot TieredStore::stats() const {
-  StoreStatsSnapshot snapshot = core_->stats.snapshot();
   std::lock_guard<std::mutex> lock(core_->mu);
+  core_->reap_deferred(/*block=*/false);  // latencies of page-ins the GPU has finished
+  StoreStatsSnapshot snapshot = core_->stats.snapshot();
   for (Tier tier : {Tier::kGpu, Tier::kHost}) {
     TierCounters& t = snapshot.tiers[static_cast<int>(tier)];
     t.resident_blocks = core_->pool(tier).used();

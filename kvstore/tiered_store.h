@@ -139,6 +139,8 @@ class TieredStore {
   Status evict_all(Tier tier);
   // Makes every block put so far durable: write-back blocks are written, the WAL is synced.
   Status sync();
+  // Compacts the disk tier (after a bulk ingest: reads then touch one sorted file per block range).
+  Status compact_disk();
   // Syncs and releases every tier. Later calls fail with FailedPrecondition.
   Status close();
 
