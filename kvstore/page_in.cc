@@ -34,6 +34,7 @@ struct PlannedBlock {
   int32_t host_slot = -1;   // pinned by this page-in
   bool read_disk = false;   // this page-in fills host_slot from disk
   bool gather = false;      // this page-in fills gpu_slot from host_slot
+  bool launched = false;    // ... and has enqueued that copy
   bool await_host = false;  // another page-in is filling host_slot
   bool await_gpu = false;   // another page-in is filling gpu_slot
   Status status;
@@ -207,18 +208,67 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 }
 
 #ifdef LMKV_WITH_CUDA
-// Enqueues the gather of host slots into the GPU slots this page-in reserved.
-Status launch_gather(StoreCore& c, const std::vector<PlannedBlock>& plan, cudaStream_t stream) {
-  std::vector<int32_t> src, dst;
-  for (const PlannedBlock& b : plan) {
-    if (!b.gather) continue;
-    src.push_back(b.host_slot);
-    dst.push_back(b.gpu_slot);
+// Up to this many blocks go by the copy engine (a launch costs more than a copy of one block);
+// more go by one gather kernel reading mapped pinned memory.
+constexpr size_t kCopyEngineMaxBlocks = 2;
+// While it plans a device page-in, the store launches the copies of host-resident blocks in
+// batches of 32, 128, 512... so that the GPU copies while the CPU plans the rest.
+constexpr size_t kFirstLaunchBlocks = 32;
+
+// Enqueues the host-to-GPU copies of plan[i] for i in `indices`.
+Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
+                     const std::vector<size_t>& indices, cudaStream_t stream) {
+  if (indices.empty()) return Status::Ok();
+  if (indices.size() <= kCopyEngineMaxBlocks) {
+    for (size_t i : indices) {
+      LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(c.gpu_arena->slot(plan[i].gpu_slot),
+                                                c.host_arena->slot(plan[i].host_slot),
+                                                c.slot_bytes, cudaMemcpyHostToDevice, stream));
+      plan[i].launched = true;
+    }
+    return Status::Ok();
   }
-  if (src.empty()) return Status::Ok();
-  return launch_slot_gather(c.host_arena->device_view(), c.gpu_arena->base(), c.slot_bytes,
-                            src.data(), dst.data(), src.size(), stream);
+  std::vector<int32_t> src, dst;
+  src.reserve(indices.size());
+  dst.reserve(indices.size());
+  for (size_t i : indices) {
+    src.push_back(plan[i].host_slot);
+    dst.push_back(plan[i].gpu_slot);
+  }
+  LMKV_RETURN_IF_ERROR(launch_slot_gather(c.host_arena->device_view(), c.gpu_arena->base(),
+                                          c.slot_bytes, src.data(), dst.data(), src.size(),
+                                          stream));
+  for (size_t i : indices) plan[i].launched = true;
+  return Status::Ok();
 }
+
+// Collects planned blocks whose host copy is ready and launches them in growing batches.
+class EarlyCopies {
+ public:
+  EarlyCopies(StoreCore& c, std::vector<PlannedBlock>& plan, cudaStream_t stream)
+      : c_(c), plan_(plan), stream_(stream) {}
+
+  Status add(size_t i) {
+    const PlannedBlock& b = plan_[i];
+    if (!b.gather || b.read_disk || b.await_host) return Status::Ok();
+    pending_.push_back(i);
+    if (pending_.size() < next_batch_) return Status::Ok();
+    next_batch_ *= 4;
+    started_ = true;
+    Status launched = launch_copies(c_, plan_, pending_, stream_);
+    pending_.clear();
+    return launched;
+  }
+  bool started() const { return started_; }
+
+ private:
+  StoreCore& c_;
+  std::vector<PlannedBlock>& plan_;
+  cudaStream_t stream_;
+  std::vector<size_t> pending_;
+  size_t next_batch_ = kFirstLaunchBlocks;
+  bool started_ = false;
+};
 
 // Makes `stream` wait for GPU slots that other page-ins are filling. Needs c.mu held by `lock`.
 Status await_concurrent_fills(StoreCore& c, const std::vector<PlannedBlock>& plan,
@@ -235,44 +285,61 @@ Status await_concurrent_fills(StoreCore& c, const std::vector<PlannedBlock>& pla
   return Status::Ok();
 }
 
-// Enqueues the copies of a device page-in whose host copies are all in place, and hands the
-// pins of its host sources to the deferred list; on failure releases everything.
+// Enqueues the copies not launched yet (blocks read from disk, awaited or left over), waits for
+// concurrent fills, and hands the pins of the host sources to the deferred list with the event
+// that ends the page-in (none when every block was already on the GPU and nothing is timed).
+// On failure releases everything.
 Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
                              std::shared_ptr<CudaEvent> start, cudaStream_t stream,
                              std::shared_ptr<void>* ready_event, std::vector<int32_t>* pinned) {
-  Status launched = launch_gather(c, plan, stream);
-  Result<std::shared_ptr<CudaEvent>> gathered =
-      launched.ok() ? c.events.record(stream) : Result<std::shared_ptr<CudaEvent>>(launched);
+  std::vector<size_t> rest;
+  bool any_gather = false;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    any_gather |= plan[i].gather;
+    if (plan[i].gather && !plan[i].launched) rest.push_back(i);
+  }
+  Status status = launch_copies(c, plan, rest, stream);
+  std::shared_ptr<CudaEvent> gathered;
+  if (status.ok() && any_gather) {
+    auto recorded = c.events.record(stream);
+    status = recorded.status();
+    if (recorded.ok()) gathered = *recorded;
+  }
   std::unique_lock<std::mutex> lock(c.mu);
-  Result<std::shared_ptr<CudaEvent>> done = gathered;
-  if (gathered.ok()) {
+  std::shared_ptr<CudaEvent> done = gathered;
+  if (status.ok() && gathered) {
     for (const PlannedBlock& b : plan) {
       if (!b.gather) continue;
       c.gpu_slots.set_state(b.gpu_slot, SlotState::kReady);
-      c.gpu_fill_event[b.gpu_slot] = *gathered;
+      c.gpu_fill_event[b.gpu_slot] = gathered;
     }
     c.cv.notify_all();
-    const bool awaits = std::any_of(plan.begin(), plan.end(),
-                                    [](const PlannedBlock& b) { return b.await_gpu; });
-    if (awaits) {
-      Status waited = await_concurrent_fills(c, plan, stream, lock);
-      done = waited.ok() ? c.events.record(stream) : Result<std::shared_ptr<CudaEvent>>(waited);
+  }
+  const bool awaits =
+      std::any_of(plan.begin(), plan.end(), [](const PlannedBlock& b) { return b.await_gpu; });
+  if (status.ok() && (awaits || (start && !done))) {
+    if (awaits) status = await_concurrent_fills(c, plan, stream, lock);
+    if (status.ok()) {
+      auto recorded = c.events.record(stream);
+      status = recorded.status();
+      if (recorded.ok()) done = *recorded;
     }
   }
-  if (!done.ok()) {
+  if (!status.ok()) {
     // Copies may be in flight into and out of these slots: let them land before freeing any.
     cudaStreamSynchronize(stream);
     abandon(c, plan);
-    return done.status();
+    return status;
   }
-  // Host copies stay pinned until the gather has read them; the same entry times the page-in.
-  detail::DeferredUnpin completion{*done, Tier::kHost, {}, std::move(start), source_tiers(plan)};
+  for (const PlannedBlock& b : plan) pinned->push_back(b.gpu_slot);
+  if (!done) return Status::Ok();  // GPU hits only: nothing to wait for
+  // Host copies stay pinned until the copies have read them; the same entry times the page-in.
+  detail::DeferredUnpin completion{done, Tier::kHost, {}, std::move(start), source_tiers(plan)};
   for (const PlannedBlock& b : plan) {
     if (b.host_slot >= 0) completion.slots.push_back(b.host_slot);
-    pinned->push_back(b.gpu_slot);
   }
   c.deferred.push_back(std::move(completion));
-  *ready_event = *done;
+  *ready_event = done;
   return Status::Ok();
 }
 #endif
@@ -298,18 +365,24 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
   }
 #ifdef LMKV_WITH_CUDA
   std::shared_ptr<CudaEvent> start_event;
-  if (device) {
+  if (device && c.device_page_ins++ % c.options.latency_sample_period == 0) {
     LMKV_ASSIGN_OR_RETURN(start_event, c.events.record(stream));
   }
+  EarlyCopies early(c, plan, stream);
 #endif
 
-  // 1. Resolve every block to its tier; pin hits, reserve slots for the rest.
+  // 1. Resolve every block to its tier; pin hits, reserve slots for the rest, and start copying
+  // host-resident blocks to the GPU while planning goes on.
   {
     std::lock_guard<std::mutex> lock(c.mu);
     LMKV_RETURN_IF_ERROR(check_open());
     c.reap_deferred(/*block=*/false);
-    for (PlannedBlock& b : plan) {
-      Status planned = device ? plan_gpu_copy(c, b) : plan_host_copy(c, b);
+    for (size_t i = 0; i < plan.size(); ++i) {
+      Status planned = device ? plan_gpu_copy(c, plan[i]) : plan_host_copy(c, plan[i]);
+#ifdef LMKV_WITH_CUDA
+      if (planned.ok() && device) planned = early.add(i);
+      if (!planned.ok() && early.started()) cudaStreamSynchronize(stream);
+#endif
       if (!planned.ok()) {
         abandon(c, plan);
         return planned;
@@ -424,8 +497,10 @@ void PageIn::release() {
   StoreCore& c = *core_;
   const Tier tier = target_ == PageInTarget::kDevice ? Tier::kGpu : Tier::kHost;
 #ifdef LMKV_WITH_CUDA
-  if (tier == Tier::kGpu) {
-    // Kernels queued on the stream after the page-in may still read the slots: unpin after them.
+  // An idle stream has finished every kernel that read the slots (any other error than NotReady
+  // means the device is unusable and nothing reads them either): unpin at once. Otherwise
+  // kernels queued after the page-in may still read them: unpin after them.
+  if (tier == Tier::kGpu && cudaStreamQuery(stream_) == cudaErrorNotReady) {
     Result<std::shared_ptr<CudaEvent>> after = c.events.record(stream_);
     std::lock_guard<std::mutex> lock(c.mu);
     if (after.ok()) {

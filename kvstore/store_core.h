@@ -73,6 +73,7 @@ struct StoreCore {
   std::unordered_set<BlockKey, BlockKeyHash> puts_in_flight;
   std::deque<DeferredUnpin> deferred;
   bool closed = false;
+  std::atomic<uint64_t> device_page_ins{0};  // picks the page-ins whose latency is timed
 
   SlotPool& pool(Tier tier) { return tier == Tier::kGpu ? gpu_slots : host_slots; }
 

@@ -36,6 +36,10 @@ Status validate_options(const StoreOptions& o) {
   if (o.host_capacity_bytes / block > kMaxSlots || o.gpu_capacity_bytes / block > kMaxSlots) {
     return Status::InvalidArgument("a tier capacity exceeds 2^31 blocks");
   }
+  if (o.latency_sample_period < 1) {
+    return Status::InvalidArgument(
+        fmt::format("latency_sample_period={} must be at least 1", o.latency_sample_period));
+  }
   if (o.disk_read_threads < 1 || o.disk_read_threads > 256) {
     return Status::InvalidArgument(
         fmt::format("disk_read_threads={} is out of range [1, 256]", o.disk_read_threads));
@@ -291,7 +295,8 @@ Status TieredStore::evict_all(Tier tier) {
   StoreCore& c = *core_;
   std::lock_guard<std::mutex> lock(c.mu);
   LMKV_RETURN_IF_ERROR(check_open());
-  c.reap_deferred(/*block=*/false);
+  // Released page-ins hold their pins until the GPU passes them: wait, then evict everything.
+  while (!c.deferred.empty()) c.reap_deferred(/*block=*/true);
   SlotPool& slots = c.pool(tier);
   std::vector<int32_t> dirty;
   if (tier == Tier::kHost) {

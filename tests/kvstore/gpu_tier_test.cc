@@ -3,6 +3,7 @@
 // Skips (reported as skipped) without a CUDA device.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -41,6 +42,7 @@ std::vector<char> device_payload(const PageIn& page, size_t i, size_t bytes, cud
 StoreOptions gpu_options(const std::string& dir, int32_t gpu_blocks, int32_t host_blocks) {
   StoreOptions o = test::test_store_options(dir, host_blocks);
   o.gpu_capacity_bytes = static_cast<size_t>(gpu_blocks) * o.shape.payload_bytes();
+  o.latency_sample_period = 1;  // time every page-in
   return o;
 }
 
@@ -119,6 +121,59 @@ TEST_F(GpuTier, DevicePageInFromEachSourceTierIsBitExact) {
   EXPECT_EQ(store.stats().latency(Tier::kDisk).count(), 1u);
   EXPECT_EQ(store.stats().latency(Tier::kHost).count(), 1u);
   EXPECT_EQ(store.stats().latency(Tier::kGpu).count(), 1u);
+  ASSERT_CUDA(cudaStreamDestroy(stream));
+}
+
+// Large batches start copying while they are planned; batches of one or two blocks use the copy
+// engine. Both, with blocks from every tier mixed in one request, must deliver every byte.
+TEST_F(GpuTier, MixedSourcesInLargeAndSmallBatches) {
+  test::TempDir dir;
+  auto opened = TieredStore::open(gpu_options(dir.path(), 700, 400));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<BlockKey> keys;
+  for (uint64_t b = 0; b < 600; ++b) keys.push_back({b % 3, 2, static_cast<uint32_t>(b % 5), b});
+  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
+  // The last 400 puts are in the host tier, the first 200 on disk; put 100 of each on the GPU.
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  {
+    std::vector<BlockKey> warm(keys.begin() + 100, keys.begin() + 300);
+    Result<PageIn> page = store.page_in(warm, PageInTarget::kDevice, stream);
+    ASSERT_TRUE(page.ok()) << page.status().to_string();
+  }
+  poison_gpu_tier(store);  // the GPU copies are garbage now: re-fill them from host and disk
+  ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
+  {
+    std::vector<BlockKey> warm(keys.begin() + 150, keys.begin() + 250);
+    Result<PageIn> page = store.page_in(warm, PageInTarget::kDevice, stream);
+    ASSERT_TRUE(page.ok()) << page.status().to_string();
+  }
+  const size_t bytes = store.shape().payload_bytes();
+  for (size_t batch : {size_t{1}, size_t{2}, size_t{3}, size_t{33}, size_t{500}}) {
+    std::vector<BlockKey> request;
+    for (size_t i = 0; i < batch; ++i) request.push_back(keys[rng() % keys.size()]);
+    Result<PageIn> page = store.page_in(request, PageInTarget::kDevice, stream);
+    ASSERT_TRUE(page.ok()) << page.status().to_string();
+    std::vector<char> all(bytes * request.size());
+    for (size_t i = 0; i < request.size(); ++i) {
+      ASSERT_CUDA(cudaMemcpyAsync(all.data() + i * bytes, page->payload(i), bytes,
+                                  cudaMemcpyDeviceToHost, stream));
+    }
+    ASSERT_CUDA(cudaStreamSynchronize(stream));
+    std::array<int, kTierCount> sources{};
+    for (size_t i = 0; i < request.size(); ++i) {
+      ++sources[static_cast<int>(page->source(i))];
+      ASSERT_TRUE(test::payload_matches(store.shape(), request[i], seed, all.data() + i * bytes))
+          << request[i].to_string() << " from " << tier_name(page->source(i)) << ", batch "
+          << batch;
+    }
+    if (batch == 500) {
+      for (int t = 0; t < kTierCount; ++t) EXPECT_GT(sources[t], 0) << tier_name(Tier(t));
+    }
+  }
   ASSERT_CUDA(cudaStreamDestroy(stream));
 }
 
