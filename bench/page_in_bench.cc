@@ -48,11 +48,13 @@ void set_rate(benchmark::State& state, int64_t blocks) {
 
 #define LMKV_BATCHES(bm) \
   BENCHMARK(bm)->Arg(1)->Arg(32)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond)
-// Disk: batch sizes at 32 read threads, then 1024-block batches at 8, 16 and 64 threads.
+// Disk: batch sizes at 32 read threads, 1024-block batches at 8 and 64 threads, all with blob
+// files; then 256 and 1024 blocks with values inside the sorted tables.
 #define LMKV_DISK_BATCHES(bm)                                                             \
   BENCHMARK(bm)                                                                           \
-      ->Args({1, 32})->Args({32, 32})->Args({256, 32})->Args({1024, 32})                  \
-      ->Args({1024, 8})->Args({1024, 16})->Args({1024, 64})                               \
+      ->Args({1, 32, 0})->Args({32, 32, 0})->Args({256, 32, 0})->Args({1024, 32, 0})      \
+      ->Args({1024, 8, 0})->Args({1024, 64, 0})                                           \
+      ->Args({256, 32, 1})->Args({1024, 32, 1})                                           \
       ->UseRealTime()->Unit(benchmark::kMicrosecond)
 
 BlockKey key_of(uint64_t index) {
@@ -90,7 +92,7 @@ Status fill(TieredStore& store, uint64_t blocks) {
 }
 
 BenchStore& bench_store(const std::string& name, size_t gpu_blocks, size_t host_blocks,
-                        uint64_t blocks, int read_threads = 32) {
+                        uint64_t blocks, int read_threads = 32, bool blob_files = true) {
   BenchStore& s = bench_stores()[name];
   if (!s.error.empty()) return s;
   if (s.store && s.options.disk_read_threads == read_threads) return s;
@@ -100,6 +102,7 @@ BenchStore& bench_store(const std::string& name, size_t gpu_blocks, size_t host_
     s.options.gpu_capacity_bytes = gpu_blocks * kShape.payload_bytes();
     s.options.host_capacity_bytes = host_blocks * kShape.payload_bytes();
     s.options.direct_io = DirectIo::kAuto;
+    s.options.disk_blob_files = blob_files;
     std::filesystem::remove_all(s.options.disk_path);
     auto created = TieredStore::open(s.options);
     Status filled = created.ok() ? fill(**created, blocks) : created.status();
@@ -118,6 +121,15 @@ BenchStore& bench_store(const std::string& name, size_t gpu_blocks, size_t host_
   }
   s.store = std::move(opened).value();
   return s;
+}
+
+// The disk data set (16x the host tier); arguments: batch, read threads, 1 for blocks inside the
+// sorted tables instead of blob files.
+BenchStore& disk_store(benchmark::State& state, size_t gpu_blocks) {
+  const bool tables = state.range(2) == 1;
+  state.counters["blob_files"] = !tables;
+  return bench_store(tables ? "disk-tables" : "disk", gpu_blocks, 2 * kMaxBatch,
+                     kHeads * kBlocksPerHead, state.range(1), !tables);
 }
 
 // Times page_in + wait + release of `batches` in turn, round robin.
@@ -215,7 +227,7 @@ void BM_PageIn_DiskScattered(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
   const uint64_t total = kHeads * kBlocksPerHead;
-  BenchStore& bs = bench_store("disk", kMaxBatch, 2 * kMaxBatch, total, state.range(1));
+  BenchStore& bs = disk_store(state, kMaxBatch);
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
   std::vector<uint64_t> order(total);
   std::iota(order.begin(), order.end(), 0);
@@ -231,7 +243,7 @@ void BM_PageIn_DiskNeighbours(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
   const uint64_t total = kHeads * kBlocksPerHead;
-  BenchStore& bs = bench_store("disk", kMaxBatch, 2 * kMaxBatch, total, state.range(1));
+  BenchStore& bs = disk_store(state, kMaxBatch);
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
   // Runs of n consecutive blocks, visited in a shuffled order of runs.
   std::vector<uint64_t> runs(total / n);
@@ -339,8 +351,7 @@ LMKV_DISK_BATCHES(BM_PageIn_DiskNeighbours);
 void BM_PageInToHost_DiskScattered(benchmark::State& state) {
   const int64_t n = state.range(0);
   const uint64_t total = kHeads * kBlocksPerHead;
-  BenchStore& bs = bench_store("disk", cuda_device_count() > 0 ? kMaxBatch : 0, 2 * kMaxBatch,
-                               total, state.range(1));
+  BenchStore& bs = disk_store(state, cuda_device_count() > 0 ? kMaxBatch : 0);
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
   std::vector<uint64_t> order(total);
   std::iota(order.begin(), order.end(), 0);

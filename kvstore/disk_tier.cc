@@ -183,6 +183,14 @@ Result<std::unique_ptr<DiskTier>> open_rocksdb_disk_tier(const DiskOptions& opti
   db_options.use_direct_reads = direct;
   db_options.use_direct_io_for_flush_and_compaction = direct;
   db_options.allow_concurrent_memtable_write = true;
+  if (options.blob_files) {
+    db_options.enable_blob_files = true;
+    db_options.min_blob_size = 1024;  // block values; metadata stays in the tables
+    db_options.blob_file_size = 256ull << 20;
+    db_options.blob_compression_type = rocksdb::kNoCompression;
+    // Space of erased sequences comes back as compactions move live blobs out of old files.
+    db_options.enable_blob_garbage_collection = true;
+  }
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.metadata_cache_bytes);
   table.cache_index_and_filter_blocks = true;

@@ -29,6 +29,10 @@ struct DiskOptions {
   // off), so no block is cached twice above the host tier.
   size_t metadata_cache_bytes = 32ull << 20;
   size_t write_buffer_bytes = 64ull << 20;  // memtable size before a flush
+  // Block values go to RocksDB blob files (integrated BlobDB) and the sorted tables hold only
+  // small references: compactions stop rewriting 25 KB payloads, and a read is one exact-size
+  // read of the blob. Off: values live inside the sorted tables.
+  bool blob_files = true;
 };
 
 struct DiskRecord {

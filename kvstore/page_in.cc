@@ -130,10 +130,9 @@ void count_page_in(StoreCore& c, const std::vector<PlannedBlock>& plan, bool dev
 }
 
 // Pins the block's host copy or reserves a host slot to read it from disk into.
-Status plan_host_copy(StoreCore& c, PlannedBlock& b) {
-  auto it = c.table.find(b.key);
-  if (it != c.table.end() && it->second.host_slot >= 0) {
-    b.host_slot = it->second.host_slot;
+Status plan_host_copy(StoreCore& c, PlannedBlock& b, BlockEntry& entry) {
+  if (entry.host_slot >= 0) {
+    b.host_slot = entry.host_slot;
     c.host_slots.pin(b.host_slot);
     c.host_slots.touch(b.host_slot);
     b.await_host = c.host_slots.state(b.host_slot) == SlotState::kFilling;
@@ -146,32 +145,40 @@ Status plan_host_copy(StoreCore& c, PlannedBlock& b) {
   c.host_slots.pin(b.host_slot);
   b.read_disk = true;
   b.source = Tier::kDisk;
-  BlockEntry& entry = c.table[b.key];
   entry.host_slot = b.host_slot;
   entry.on_disk = true;  // a block with no host copy is on disk (or unknown: the read tells)
   return Status::Ok();
 }
 
 // Pins the block's GPU copy, or plans its host copy and reserves a GPU slot to gather it into.
-Status plan_gpu_copy(StoreCore& c, PlannedBlock& b) {
-  auto it = c.table.find(b.key);
-  if (it != c.table.end() && it->second.gpu_slot >= 0) {
-    b.gpu_slot = it->second.gpu_slot;
+Status plan_gpu_copy(StoreCore& c, PlannedBlock& b, BlockEntry& entry) {
+  if (entry.gpu_slot >= 0) {
+    b.gpu_slot = entry.gpu_slot;
     c.gpu_slots.pin(b.gpu_slot);
     c.gpu_slots.touch(b.gpu_slot);
     b.await_gpu = c.gpu_slots.state(b.gpu_slot) == SlotState::kFilling;
     b.source = Tier::kGpu;
     return Status::Ok();
   }
-  LMKV_RETURN_IF_ERROR(plan_host_copy(c, b));
+  LMKV_RETURN_IF_ERROR(plan_host_copy(c, b, entry));
   // Allocating the GPU slot may evict GPU blocks, never the host copy just pinned.
   Result<int32_t> slot = c.allocate_slot(Tier::kGpu, b.key);
   if (!slot.ok()) return slot.status().with_context("paging " + b.key.to_string() + " in");
   b.gpu_slot = *slot;
   c.gpu_slots.pin(b.gpu_slot);
   b.gather = true;
-  c.table[b.key].gpu_slot = b.gpu_slot;
+  entry.gpu_slot = b.gpu_slot;
   return Status::Ok();
+}
+
+// Plans one block with a single table lookup. Evictions during planning erase other entries
+// only (a victim always has a copy in the tier being allocated, which this block lacks), and
+// unordered_map erasures and insertions keep references to other elements valid.
+Status plan_block(StoreCore& c, PlannedBlock& b, bool device) {
+  auto it = c.table.try_emplace(b.key).first;
+  Status planned = device ? plan_gpu_copy(c, b, it->second) : plan_host_copy(c, b, it->second);
+  if (!planned.ok() && it->second.gpu_slot < 0 && it->second.host_slot < 0) c.table.erase(it);
+  return planned;
 }
 
 // Reads every planned disk block into its host slot, verifying each, in parallel batches.
@@ -212,8 +219,9 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 // more go by one gather kernel reading mapped pinned memory.
 constexpr size_t kCopyEngineMaxBlocks = 2;
 // While it plans a device page-in, the store launches the copies of host-resident blocks in
-// batches of 32, 128, 512... so that the GPU copies while the CPU plans the rest.
-constexpr size_t kFirstLaunchBlocks = 32;
+// batches of 8, 16, 32... so that the GPU starts early and copies while the CPU plans the rest
+// (the CPU plans blocks faster than the link carries them).
+constexpr size_t kFirstLaunchBlocks = 8;
 
 // Enqueues the host-to-GPU copies of plan[i] for i in `indices`.
 Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
@@ -253,7 +261,7 @@ class EarlyCopies {
     if (!b.gather || b.read_disk || b.await_host) return Status::Ok();
     pending_.push_back(i);
     if (pending_.size() < next_batch_) return Status::Ok();
-    next_batch_ *= 4;
+    next_batch_ *= 2;
     started_ = true;
     Status launched = launch_copies(c_, plan_, pending_, stream_);
     pending_.clear();
@@ -378,7 +386,7 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     LMKV_RETURN_IF_ERROR(check_open());
     c.reap_deferred(/*block=*/false);
     for (size_t i = 0; i < plan.size(); ++i) {
-      Status planned = device ? plan_gpu_copy(c, plan[i]) : plan_host_copy(c, plan[i]);
+      Status planned = plan_block(c, plan[i], device);
 #ifdef LMKV_WITH_CUDA
       if (planned.ok() && device) planned = early.add(i);
       if (!planned.ok() && early.started()) cudaStreamSynchronize(stream);

@@ -55,6 +55,7 @@ struct StoreCore {
 
   StoreOptions options;
   size_t slot_bytes = 0;
+  int cuda_devices = 0;  // usable devices when the store opened
   std::unique_ptr<DiskTier> disk;
   std::unique_ptr<HostArena> host_arena;
 #ifdef LMKV_WITH_CUDA

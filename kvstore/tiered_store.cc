@@ -53,7 +53,7 @@ std::string encode_shape(const BlockShape& s) {
 
 // Stages k and v into one contiguous host payload when either lives on the GPU; returns the
 // payload pointers to encode from.
-Status host_copy_of(const BlockShape& shape, const void* k, const void* v, std::string* staging,
+Status host_copy_of(const StoreCore& c, const void* k, const void* v, std::string* staging,
                     const void** k_host, const void** v_host) {
   *k_host = k;
   *v_host = v;
@@ -66,15 +66,15 @@ Status host_copy_of(const BlockShape& shape, const void* k, const void* v, std::
     }
     return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
   };
-  if (cuda_device_count() == 0 || (!on_device(k) && !on_device(v))) return Status::Ok();
-  const size_t tensor = shape.tensor_bytes();
+  if (c.cuda_devices == 0 || (!on_device(k) && !on_device(v))) return Status::Ok();
+  const size_t tensor = c.options.shape.tensor_bytes();
   staging->resize(2 * tensor);
   LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(staging->data(), k, tensor, cudaMemcpyDefault));
   LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(staging->data() + tensor, v, tensor, cudaMemcpyDefault));
   *k_host = staging->data();
   *v_host = staging->data() + tensor;
 #else
-  (void)shape;
+  (void)c;
   (void)staging;
 #endif
   return Status::Ok();
@@ -109,6 +109,7 @@ Result<std::unique_ptr<TieredStore>> TieredStore::open(StoreOptions options) {
   const auto gpu_slots = static_cast<int32_t>(options.gpu_capacity_bytes / block);
   const auto host_slots = static_cast<int32_t>(options.host_capacity_bytes / block);
   auto core = std::make_shared<StoreCore>(options, gpu_slots, host_slots);
+  core->cuda_devices = devices;
 
 #ifdef LMKV_WITH_CUDA
   if (devices > 0) LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.cuda_device));
@@ -122,6 +123,7 @@ Result<std::unique_ptr<TieredStore>> TieredStore::open(StoreOptions options) {
   DiskOptions disk_options;
   disk_options.path = options.disk_path;
   disk_options.direct_io = options.direct_io;
+  disk_options.blob_files = options.disk_blob_files;
   auto opened = options.open_disk ? options.open_disk(disk_options)
                                   : open_rocksdb_disk_tier(disk_options);
   if (!opened.ok()) return opened.status();
@@ -190,7 +192,7 @@ Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
     }
     std::string staging;
     const void *k = nullptr, *v = nullptr;
-    Status copied = host_copy_of(c.options.shape, blocks[i].k, blocks[i].v, &staging, &k, &v);
+    Status copied = host_copy_of(c, blocks[i].k, blocks[i].v, &staging, &k, &v);
     if (!copied.ok()) return fail(copied.with_context("put of " + blocks[i].key.to_string()));
     encode_block_value(blocks[i].key, c.options.shape, k, v, &values[i]);
     records[i] = {blocks[i].key, values[i]};

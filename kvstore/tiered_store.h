@@ -46,6 +46,7 @@ struct StoreOptions {
   WritePolicy write_policy = WritePolicy::kWriteThrough;
   EvictionPolicyKind eviction = EvictionPolicyKind::kLru;  // for the GPU and host tiers
   DirectIo direct_io = DirectIo::kAuto;  // disk reads bypass the page cache where possible
+  bool disk_blob_files = true;         // see DiskOptions::blob_files
   // Parallel MultiGet batches per page-in (1..256). Scattered 25.6 KB reads need many in flight:
   // on the GPU machine's NVMe disk 32 beat 8 and 16 and matched 64.
   int disk_read_threads = 32;

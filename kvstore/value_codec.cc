@@ -65,26 +65,26 @@ void encode_block_value(const BlockKey& key, const BlockShape& shape, const void
 
 Status decode_block_value(const BlockKey& key, const BlockShape& shape, std::string_view stored,
                           void* payload_out) {
-  const std::string where = key.to_string();
+  auto where = [&key] { return key.to_string(); };  // formatted only for an error
   const size_t expected = kValueHeaderBytes + shape.payload_bytes();
   if (stored.size() != expected) {
     return Status::Corruption(fmt::format("block {} on disk has {} bytes, expected {} (truncated?)",
-                                          where, stored.size(), expected));
+                                          where(), stored.size(), expected));
   }
   const char* h = stored.data();
   if (std::memcmp(h, kMagic, 4) != 0) {
-    return Status::Corruption(fmt::format("block {} on disk has a bad magic number", where));
+    return Status::Corruption(fmt::format("block {} on disk has a bad magic number", where()));
   }
   const uint64_t version = get_le(h + 4, 2);
   if (version != kValueFormatVersion) {
     return Status::Corruption(fmt::format("block {} on disk has format version {}, expected {}",
-                                          where, version, kValueFormatVersion));
+                                          where(), version, kValueFormatVersion));
   }
   const BlockShape stored_shape{static_cast<uint32_t>(get_le(h + 8, 4)),
                                 static_cast<uint32_t>(get_le(h + 12, 4)),
                                 static_cast<DType>(get_le(h + 6, 1))};
   if (!(stored_shape == shape) || get_le(h + 16, 8) != shape.payload_bytes()) {
-    return Status::Corruption(fmt::format("block {} on disk has shape {}, the store uses {}", where,
+    return Status::Corruption(fmt::format("block {} on disk has shape {}, the store uses {}", where(),
                                           stored_shape.to_string(), shape.to_string()));
   }
   const size_t tensor = shape.tensor_bytes();
@@ -93,7 +93,7 @@ Status decode_block_value(const BlockKey& key, const BlockShape& shape, std::str
   const uint64_t got = value_checksum(encode_block_key(key), h, payload, payload + tensor, tensor);
   if (want != got) {
     return Status::Corruption(fmt::format(
-        "block {} on disk failed its checksum (stored {:016x}, computed {:016x})", where, want,
+        "block {} on disk failed its checksum (stored {:016x}, computed {:016x})", where(), want,
         got));
   }
   std::memcpy(payload_out, payload, 2 * tensor);
