@@ -9,7 +9,12 @@
 // ./lmkv-bench-data, removed at exit).
 #include <benchmark/benchmark.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstring>
 #include <cstdlib>
 #include <filesystem>
@@ -138,9 +143,12 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
                   CUstream_st* stream, Tier expected_source) {
   size_t next = 0;
   int64_t wrong_source = 0;
+  double call_ns = 0;  // inside page_in: planning, disk reads, launching copies
   store.reset_stats();
   for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
     Result<PageIn> page = store.page_in(batches[next], target, stream);
+    call_ns += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     if (!page.ok()) {
       state.SkipWithError(page.status().to_string().c_str());
       return;
@@ -155,6 +163,7 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
   }
   set_rate(state, state.range(0));
   state.counters["other_source"] = static_cast<double>(wrong_source);
+  state.counters["call_us"] = call_ns / 1e3 / std::max<int64_t>(1, state.iterations());
   const StoreStatsSnapshot s = store.stats();
   state.counters["p50_us"] = s.latency(expected_source).quantile_ns(0.5) / 1e3;
   state.counters["p99_us"] = s.latency(expected_source).quantile_ns(0.99) / 1e3;
@@ -346,6 +355,60 @@ LMKV_BATCHES(BM_PageIn_PinnedHost);
 LMKV_DISK_BATCHES(BM_PageIn_DiskScattered);
 LMKV_DISK_BATCHES(BM_PageIn_DiskNeighbours);
 #endif  // LMKV_WITH_CUDA
+
+// The disk itself, in the same run: 1024 reads of one block's bytes (rounded up to 4 KB) with
+// O_DIRECT from a 1 GiB file, by `threads` threads, at random aligned offsets (arg 1 = 0) or
+// back to back (arg 1 = 1). What the disk-tier page-ins can reach at best.
+void BM_Baseline_DiskDirectReads(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const bool sequential = state.range(1) == 1;
+  constexpr size_t kFileBytes = 1ull << 30;
+  const size_t read_bytes = (kShape.payload_bytes() + 4095) / 4096 * 4096;
+  const std::string path = bench_dir("raw-disk.bin");
+  static bool written = false;
+  if (!written) {
+    std::filesystem::create_directories(bench_dir(""));
+    const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    std::vector<char> chunk(8 << 20, 7);
+    for (size_t off = 0; fd >= 0 && off < kFileBytes; off += chunk.size()) {
+      if (::write(fd, chunk.data(), chunk.size()) < 0) break;
+    }
+    if (fd >= 0) ::fsync(fd), ::close(fd);
+    written = true;
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
+  if (fd < 0) return state.SkipWithError("O_DIRECT open failed (filesystem without direct I/O?)");
+  std::mt19937_64 rng(5);
+  const size_t slots = kFileBytes / read_bytes;
+  constexpr int kReads = 1024;
+  for (auto _ : state) {
+    std::vector<size_t> offsets(kReads);
+    const size_t first = rng() % (slots - kReads);
+    for (int i = 0; i < kReads; ++i) {
+      offsets[i] = (sequential ? first + i : rng() % slots) * read_bytes;
+    }
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        void* buf = nullptr;
+        if (posix_memalign(&buf, 4096, read_bytes) != 0) return;
+        for (int i = t; i < kReads; i += threads) {
+          if (::pread(fd, buf, read_bytes, static_cast<off_t>(offsets[i])) < 0) break;
+        }
+        std::free(buf);
+      });
+    }
+    for (auto& w : workers) w.join();
+  }
+  ::close(fd);
+  set_rate(state, kReads);
+  state.counters["threads"] = threads;
+}
+BENCHMARK(BM_Baseline_DiskDirectReads)
+    ->ArgsProduct({{1, 8, 32, 64}, {0}})
+    ->Args({32, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // Disk to host, for machines without a GPU (the CPU attention path).
 void BM_PageInToHost_DiskScattered(benchmark::State& state) {
