@@ -10,20 +10,22 @@ namespace lmkv {
 namespace {
 
 // Slot pairs travel as kernel parameters (CUDA 12.1+ allows 32 KB of them), so a launch needs no
-// staging buffer and no extra copy.
-constexpr int kMaxSlotsPerLaunch = 1024;
-
+// staging buffer and no extra copy. The parameter block is sized to the batch (32, 128, 512 or
+// 1024 pairs): a launch copies its whole parameter block, and small early batches are common.
+template <int kPairs>
 struct SlotPairs {
-  int32_t src[kMaxSlotsPerLaunch];
-  int32_t dst[kMaxSlotsPerLaunch];
+  int32_t src[kPairs];
+  int32_t dst[kPairs];
 };
+constexpr int kMaxSlotsPerLaunch = 1024;
 
 // Each thread block copies kThreads * kLoads 16-byte vectors of one slot: all loads first, so that
 // they are in flight together, then all stores.
-template <int kThreads, int kLoads>
+template <int kThreads, int kLoads, int kPairs>
 __global__ void __launch_bounds__(kThreads)
     slot_gather_kernel(const uint4* __restrict__ src_base, uint4* __restrict__ dst_base,
-                       size_t slot_vecs, int chunks_per_slot, const __grid_constant__ SlotPairs pairs) {
+                       size_t slot_vecs, int chunks_per_slot,
+                       const __grid_constant__ SlotPairs<kPairs> pairs) {
   constexpr int kChunkVecs = kThreads * kLoads;
   const int item = blockIdx.x / chunks_per_slot;
   const size_t begin = static_cast<size_t>(blockIdx.x % chunks_per_slot) * kChunkVecs;
@@ -42,20 +44,38 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+template <int kThreads, int kLoads, int kPairs>
+Status launch_pairs(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
+                    const int32_t* src_slots, const int32_t* dst_slots, int n,
+                    cudaStream_t stream) {
+  constexpr size_t kChunkVecs = kThreads * kLoads;
+  const int chunks_per_slot = static_cast<int>((slot_vecs + kChunkVecs - 1) / kChunkVecs);
+  SlotPairs<kPairs> pairs;
+  std::copy(src_slots, src_slots + n, pairs.src);
+  std::copy(dst_slots, dst_slots + n, pairs.dst);
+  slot_gather_kernel<kThreads, kLoads, kPairs><<<n * chunks_per_slot, kThreads, 0, stream>>>(
+      src_base, dst_base, slot_vecs, chunks_per_slot, pairs);
+  LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
+}
+
 template <int kThreads, int kLoads>
 Status launch_shape(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
                     const int32_t* src_slots, const int32_t* dst_slots, size_t count,
                     cudaStream_t stream) {
-  constexpr size_t kChunkVecs = kThreads * kLoads;
-  const int chunks_per_slot = static_cast<int>((slot_vecs + kChunkVecs - 1) / kChunkVecs);
   for (size_t first = 0; first < count; first += kMaxSlotsPerLaunch) {
     const int n = static_cast<int>(std::min<size_t>(kMaxSlotsPerLaunch, count - first));
-    SlotPairs pairs;
-    std::copy(src_slots + first, src_slots + first + n, pairs.src);
-    std::copy(dst_slots + first, dst_slots + first + n, pairs.dst);
-    slot_gather_kernel<kThreads, kLoads><<<n * chunks_per_slot, kThreads, 0, stream>>>(
-        src_base, dst_base, slot_vecs, chunks_per_slot, pairs);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    const int32_t* src = src_slots + first;
+    const int32_t* dst = dst_slots + first;
+    Status s = n <= 32    ? launch_pairs<kThreads, kLoads, 32>(src_base, dst_base, slot_vecs, src,
+                                                                 dst, n, stream)
+               : n <= 128 ? launch_pairs<kThreads, kLoads, 128>(src_base, dst_base, slot_vecs,
+                                                                  src, dst, n, stream)
+               : n <= 512 ? launch_pairs<kThreads, kLoads, 512>(src_base, dst_base, slot_vecs,
+                                                                  src, dst, n, stream)
+                          : launch_pairs<kThreads, kLoads, kMaxSlotsPerLaunch>(
+                                src_base, dst_base, slot_vecs, src, dst, n, stream);
+    LMKV_RETURN_IF_ERROR(s);
   }
   return Status::Ok();
 }
@@ -102,10 +122,7 @@ Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_byte
   }
   LMKV_GATHER_SHAPE(128, 4)
   LMKV_GATHER_SHAPE(256, 4)
-  LMKV_GATHER_SHAPE(128, 8)
   LMKV_GATHER_SHAPE(256, 8)
-  LMKV_GATHER_SHAPE(128, 16)
-  LMKV_GATHER_SHAPE(512, 4)
 #undef LMKV_GATHER_SHAPE
   return Status::InvalidArgument(fmt::format("gather shape {} threads x {} loads is not supported",
                                              shape.threads, shape.loads_per_thread));
