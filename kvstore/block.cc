@@ -42,14 +42,12 @@ std::string BlockKey::to_string() const {
 }
 
 size_t BlockKeyHash::operator()(const BlockKey& key) const {
-  // splitmix64 over the packed fields: cheap and well mixed for sequential block numbers.
+  // Each field times its own odd constant, folded once: cheap (this runs twice per block of every
+  // page-in) and well spread for sequential block numbers.
   uint64_t h = key.sequence * 0x9E3779B97F4A7C15ull;
-  h ^= (uint64_t{key.layer} << 32 | key.kv_head) + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2);
-  h ^= key.block_no + 0x94D049BB133111EBull + (h << 6) + (h >> 2);
-  h ^= h >> 31;
-  h *= 0xBF58476D1CE4E5B9ull;
-  h ^= h >> 27;
-  return static_cast<size_t>(h);
+  h ^= (uint64_t{key.layer} << 32 | key.kv_head) * 0xC2B2AE3D27D4EB4Full;
+  h ^= key.block_no * 0x165667B19E3779F9ull;
+  return static_cast<size_t>(h ^ (h >> 29));
 }
 
 Status BlockShape::validate() const {

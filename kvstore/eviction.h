@@ -44,7 +44,7 @@ class LruPolicy final : public EvictionPolicy {
   void push_front(int32_t slot);
 
   std::vector<int32_t> prev_, next_;
-  std::vector<bool> linked_;
+  std::vector<uint8_t> linked_;  // not vector<bool>: bit access is slow on this hot path
   int32_t head_ = -1, tail_ = -1;
 };
 

@@ -54,7 +54,7 @@ class SlotPool {
   std::vector<SlotState> state_;
   std::vector<BlockKey> owner_;
   std::vector<int32_t> pins_;
-  std::vector<bool> orphaned_;
+  std::vector<uint8_t> orphaned_;
   std::vector<int32_t> free_;
   std::unique_ptr<EvictionPolicy> policy_;
 };

@@ -61,7 +61,7 @@ Status StoreCore::evict_slot(Tier tier, int32_t slot) {
   }
   slots.release(slot);
   (tier == Tier::kGpu ? entry.gpu_slot : entry.host_slot) = -1;
-  stats.add(tier, &TierCounters::evictions, 1);
+  ++evictions[static_cast<int>(tier)];
   if (entry.gpu_slot < 0 && entry.host_slot < 0) table.erase(it);
   return Status::Ok();
 }

@@ -73,6 +73,9 @@ struct StoreCore {
   std::unordered_map<BlockKey, BlockEntry, BlockKeyHash> table;
   std::unordered_set<BlockKey, BlockKeyHash> puts_in_flight;
   std::deque<DeferredUnpin> deferred;
+  // Evictions per tier, kept here rather than in `stats` because they happen under `mu` on the
+  // page-in hot path; stats() merges them.
+  std::array<uint64_t, kTierCount> evictions{};
   bool closed = false;
   std::atomic<uint64_t> device_page_ins{0};  // picks the page-ins whose latency is timed
 

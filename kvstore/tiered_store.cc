@@ -361,13 +361,18 @@ StoreStatsSnapshot TieredStore::stats() const {
   StoreStatsSnapshot snapshot = core_->stats.snapshot();
   for (Tier tier : {Tier::kGpu, Tier::kHost}) {
     TierCounters& t = snapshot.tiers[static_cast<int>(tier)];
+    t.evictions = core_->evictions[static_cast<int>(tier)];
     t.resident_blocks = core_->pool(tier).used();
     t.capacity_blocks = core_->pool(tier).capacity();
   }
   return snapshot;
 }
 
-void TieredStore::reset_stats() { core_->stats.reset(); }
+void TieredStore::reset_stats() {
+  std::lock_guard<std::mutex> lock(core_->mu);
+  core_->stats.reset();
+  core_->evictions = {};
+}
 
 int32_t TieredStore::gpu_slot_count() const { return core_->gpu_slots.capacity(); }
 int32_t TieredStore::host_slot_count() const { return core_->host_slots.capacity(); }
