@@ -8,19 +8,18 @@
 // the disk and not the page cache. LMKV_BENCH_DIR sets where it is written (default
 // ./lmkv-bench-data, removed at exit).
 #include <benchmark/benchmark.h>
-
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <numeric>
 #include <random>
+#include <thread>
 
 #include "kvstore/cuda_util.h"
 #include "kvstore/tiered_store.h"
@@ -46,22 +45,27 @@ std::string bench_dir(const std::string& name) {
 
 void set_rate(benchmark::State& state, int64_t blocks) {
   const double bytes = static_cast<double>(blocks) * kShape.payload_bytes();
-  state.counters["GB/s"] = benchmark::Counter(bytes * state.iterations() / 1e9,
-                                              benchmark::Counter::kIsRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   state.counters["blocks"] = static_cast<double>(blocks);
 }
-
 
 #define LMKV_BATCHES(bm) \
   BENCHMARK(bm)->Arg(1)->Arg(32)->Arg(256)->Arg(1024)->UseRealTime()->Unit(benchmark::kMicrosecond)
 // Disk: batch sizes at 32 read threads, 1024-block batches at 8 and 64 threads, all with blob
 // files; then 256 and 1024 blocks with values inside the sorted tables.
-#define LMKV_DISK_BATCHES(bm)                                                             \
-  BENCHMARK(bm)                                                                           \
-      ->Args({1, 32, 0})->Args({32, 32, 0})->Args({256, 32, 0})->Args({1024, 32, 0})      \
-      ->Args({1024, 8, 0})->Args({1024, 64, 0})                                           \
-      ->Args({256, 32, 1})->Args({1024, 32, 1})                                           \
-      ->UseRealTime()->Unit(benchmark::kMicrosecond)
+#define LMKV_DISK_BATCHES(bm) \
+  BENCHMARK(bm)               \
+      ->Args({1, 32, 0})      \
+      ->Args({32, 32, 0})     \
+      ->Args({256, 32, 0})    \
+      ->Args({1024, 32, 0})   \
+      ->Args({1024, 8, 0})    \
+      ->Args({1024, 64, 0})   \
+      ->Args({256, 32, 1})    \
+      ->Args({1024, 32, 1})   \
+      ->UseRealTime()         \
+      ->Unit(benchmark::kMicrosecond)
 
 BlockKey key_of(uint64_t index) {
   return {0, 0, static_cast<uint32_t>(index / kBlocksPerHead), index % kBlocksPerHead};
@@ -149,7 +153,8 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     Result<PageIn> page = store.page_in(batches[next], target, stream);
-    call_ns += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    call_ns +=
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
     if (!page.ok()) {
       state.SkipWithError(page.status().to_string().c_str());
       return;
@@ -193,14 +198,25 @@ bool skip_without_gpu(benchmark::State& state) {
   return true;
 }
 
+// The store whose 4096 blocks all fit its host tier (and half of them its GPU tier).
+BenchStore& resident_store() {
+  return bench_store("resident", cuda_device_count() > 0 ? 2 * kMaxBatch : 0, 4 * kMaxBatch,
+                     4 * kMaxBatch);
+}
+
+std::vector<uint64_t> first_blocks(uint64_t n) {
+  std::vector<uint64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  return order;
+}
+
 // Blocks already in the GPU tier: the cost of the bookkeeping alone.
 void BM_PageIn_GpuHit(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
-  BenchStore& bs = bench_store("resident", 2 * kMaxBatch, 4 * kMaxBatch, 4 * kMaxBatch);
+  BenchStore& bs = resident_store();
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
-  std::vector<uint64_t> order(4 * kMaxBatch);
-  std::iota(order.begin(), order.end(), 0);
+  const std::vector<uint64_t> order = first_blocks(4 * kMaxBatch);
   const auto batches = windows(order, n, 1);
   Stream stream;
   if (!bs.store->page_in(batches[0], PageInTarget::kDevice, stream.s).ok()) {
@@ -214,10 +230,9 @@ void BM_PageIn_GpuHit(benchmark::State& state) {
 void BM_PageIn_PinnedHost(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
-  BenchStore& bs = bench_store("resident", 2 * kMaxBatch, 4 * kMaxBatch, 4 * kMaxBatch);
+  BenchStore& bs = resident_store();
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
-  std::vector<uint64_t> order(4 * kMaxBatch);
-  std::iota(order.begin(), order.end(), 0);
+  std::vector<uint64_t> order = first_blocks(4 * kMaxBatch);
   std::shuffle(order.begin(), order.end(), std::mt19937_64(7));  // scattered in the host arena
   // Bring every block into the host tier, then empty the GPU tier.
   for (const auto& batch : windows(order, kMaxBatch, 4)) {
@@ -332,8 +347,9 @@ void BM_GatherLaunchCost(benchmark::State& state) {
   Stream stream;
   int64_t launched = 0;
   for (auto _ : state) {
-    if (!launch_slot_gather(view, blocks.device, kShape.payload_bytes(), src.data(), dst.data(),
-                            n, stream.s).ok()) {
+    if (!launch_slot_gather(view, blocks.device, kShape.payload_bytes(), src.data(), dst.data(), n,
+                            stream.s)
+             .ok()) {
       return state.SkipWithError("gather failed");
     }
     if (++launched % 64 == 0) {
@@ -457,11 +473,9 @@ LMKV_DISK_BATCHES(BM_PageInToHost_DiskScattered);
 // Host-tier hits: the page-in bookkeeping alone, on the CPU path.
 void BM_PageInToHost_HostHit(benchmark::State& state) {
   const int64_t n = state.range(0);
-  BenchStore& bs = bench_store("resident", cuda_device_count() > 0 ? 2 * kMaxBatch : 0,
-                               4 * kMaxBatch, 4 * kMaxBatch);
+  BenchStore& bs = resident_store();
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
-  std::vector<uint64_t> order(4 * kMaxBatch);
-  std::iota(order.begin(), order.end(), 0);
+  const std::vector<uint64_t> order = first_blocks(4 * kMaxBatch);
   const auto batches = windows(order, n, 1);
   if (!bs.store->page_in(batches[0], PageInTarget::kHost).ok()) {
     return state.SkipWithError("warm-up page-in failed");

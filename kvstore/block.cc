@@ -9,17 +9,22 @@ namespace lmkv {
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kFloat16: return "fp16";
-    case DType::kBFloat16: return "bf16";
+    case DType::kFloat16:
+      return "fp16";
+    case DType::kBFloat16:
+      return "bf16";
   }
   return "unknown";
 }
 
 const char* tier_name(Tier tier) {
   switch (tier) {
-    case Tier::kGpu: return "gpu";
-    case Tier::kHost: return "host";
-    case Tier::kDisk: return "disk";
+    case Tier::kGpu:
+      return "gpu";
+    case Tier::kHost:
+      return "host";
+    case Tier::kDisk:
+      return "disk";
   }
   return "unknown";
 }
@@ -27,7 +32,8 @@ const char* tier_name(Tier tier) {
 size_t dtype_bytes(DType dtype) {
   switch (dtype) {
     case DType::kFloat16:
-    case DType::kBFloat16: return 2;
+    case DType::kBFloat16:
+      return 2;
   }
   return 0;
 }

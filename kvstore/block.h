@@ -1,5 +1,6 @@
 // What a block is: its address (sequence, layer, kv_head, block_no) and its shape (B tokens of
-// head_dim values, fp16 or bf16, K then V). Every tier stores exactly shape.payload_bytes() per block.
+// head_dim values, fp16 or bf16, K then V). Every tier stores exactly shape.payload_bytes() per
+// block.
 #pragma once
 
 #include <cstddef>

@@ -67,10 +67,10 @@ class CudaStream {
 
 }  // namespace lmkv
 
-#define LMKV_CUDA_RETURN_IF_ERROR(call)                                               \
-  do {                                                                                \
-    cudaError_t lmkv_cuda_error_ = (call);                                            \
-    if (lmkv_cuda_error_ != cudaSuccess)                                              \
-      return ::lmkv::cuda_status(lmkv_cuda_error_, #call, __FILE__, __LINE__);        \
+#define LMKV_CUDA_RETURN_IF_ERROR(call)                                        \
+  do {                                                                         \
+    cudaError_t lmkv_cuda_error_ = (call);                                     \
+    if (lmkv_cuda_error_ != cudaSuccess)                                       \
+      return ::lmkv::cuda_status(lmkv_cuda_error_, #call, __FILE__, __LINE__); \
   } while (0)
 #endif  // LMKV_WITH_CUDA

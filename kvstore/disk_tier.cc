@@ -92,7 +92,8 @@ class RocksDbDiskTier final : public DiskTier {
     rocksdb::ReadOptions read_options;
     read_options.fill_cache = false;
     std::string ignored;
-    if (!db_->KeyMayExist(read_options, db_->DefaultColumnFamily(), encoded, &ignored)) return false;
+    if (!db_->KeyMayExist(read_options, db_->DefaultColumnFamily(), encoded, &ignored))
+      return false;
     rocksdb::PinnableSlice value;
     const rocksdb::Status s = db_->Get(read_options, db_->DefaultColumnFamily(), encoded, &value);
     if (s.IsNotFound()) return false;
@@ -149,7 +150,8 @@ class RocksDbDiskTier final : public DiskTier {
 
  private:
   Status check_open() const {
-    if (closed_.load()) return Status::FailedPrecondition("the disk tier at " + path_ + " is closed");
+    if (closed_.load())
+      return Status::FailedPrecondition("the disk tier at " + path_ + " is closed");
     return Status::Ok();
   }
 

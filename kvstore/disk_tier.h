@@ -22,8 +22,8 @@ enum class DirectIo {
 };
 
 struct DiskOptions {
-  std::string path;                // RocksDB directory (required)
-  bool create_if_missing = true;   // create the directory and database when absent
+  std::string path;                      // RocksDB directory (required)
+  bool create_if_missing = true;         // create the directory and database when absent
   DirectIo direct_io = DirectIo::kAuto;  // for reads, flushes and compactions
   // Block cache for RocksDB's index and filter blocks only: payload reads bypass it (fill_cache
   // off), so no block is cached twice above the host tier.

@@ -17,8 +17,14 @@ LruPolicy::LruPolicy(int32_t slot_count)
 
 void LruPolicy::unlink(int32_t slot) {
   if (!linked_[slot]) return;
-  if (prev_[slot] >= 0) next_[prev_[slot]] = next_[slot]; else head_ = next_[slot];
-  if (next_[slot] >= 0) prev_[next_[slot]] = prev_[slot]; else tail_ = prev_[slot];
+  if (prev_[slot] >= 0)
+    next_[prev_[slot]] = next_[slot];
+  else
+    head_ = next_[slot];
+  if (next_[slot] >= 0)
+    prev_[next_[slot]] = prev_[slot];
+  else
+    tail_ = prev_[slot];
   prev_[slot] = next_[slot] = -1;
   linked_[slot] = false;
 }
@@ -48,7 +54,8 @@ std::optional<int32_t> LruPolicy::victim(const std::function<bool(int32_t)>& evi
   return std::nullopt;
 }
 
-ClockPolicy::ClockPolicy(int32_t slot_count) : present_(slot_count, 0), referenced_(slot_count, 0) {}
+ClockPolicy::ClockPolicy(int32_t slot_count)
+    : present_(slot_count, 0), referenced_(slot_count, 0) {}
 
 void ClockPolicy::insert(int32_t slot) {
   present_[slot] = 1;

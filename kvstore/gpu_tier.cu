@@ -67,12 +67,12 @@ Status launch_shape(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
     const int n = static_cast<int>(std::min<size_t>(kMaxSlotsPerLaunch, count - first));
     const int32_t* src = src_slots + first;
     const int32_t* dst = dst_slots + first;
-    Status s = n <= 32    ? launch_pairs<kThreads, kLoads, 32>(src_base, dst_base, slot_vecs, src,
-                                                                 dst, n, stream)
-               : n <= 128 ? launch_pairs<kThreads, kLoads, 128>(src_base, dst_base, slot_vecs,
-                                                                  src, dst, n, stream)
-               : n <= 512 ? launch_pairs<kThreads, kLoads, 512>(src_base, dst_base, slot_vecs,
-                                                                  src, dst, n, stream)
+    Status s = n <= 32 ? launch_pairs<kThreads, kLoads, 32>(src_base, dst_base, slot_vecs, src, dst,
+                                                            n, stream)
+               : n <= 128 ? launch_pairs<kThreads, kLoads, 128>(src_base, dst_base, slot_vecs, src,
+                                                                dst, n, stream)
+               : n <= 512 ? launch_pairs<kThreads, kLoads, 512>(src_base, dst_base, slot_vecs, src,
+                                                                dst, n, stream)
                           : launch_pairs<kThreads, kLoads, kMaxSlotsPerLaunch>(
                                 src_base, dst_base, slot_vecs, src, dst, n, stream);
     LMKV_RETURN_IF_ERROR(s);
@@ -116,9 +116,9 @@ Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_byte
   const auto* src = reinterpret_cast<const uint4*>(src_base);
   auto* dst = reinterpret_cast<uint4*>(dst_base);
   const size_t vecs = slot_bytes / sizeof(uint4);
-#define LMKV_GATHER_SHAPE(t, l)                                                          \
-  if (shape.threads == t && shape.loads_per_thread == l) {                                \
-    return launch_shape<t, l>(src, dst, vecs, src_slots, dst_slots, count, stream);       \
+#define LMKV_GATHER_SHAPE(t, l)                                                     \
+  if (shape.threads == t && shape.loads_per_thread == l) {                          \
+    return launch_shape<t, l>(src, dst, vecs, src_slots, dst_slots, count, stream); \
   }
   LMKV_GATHER_SHAPE(128, 4)
   LMKV_GATHER_SHAPE(256, 4)

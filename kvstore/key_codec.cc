@@ -31,13 +31,12 @@ std::string encode_block_key(const BlockKey& key) {
 
 Result<BlockKey> decode_block_key(std::string_view encoded) {
   if (encoded.size() != kEncodedBlockKeyBytes) {
-    return Status::Corruption(fmt::format("block key has {} bytes, expected {}", encoded.size(),
-                                          kEncodedBlockKeyBytes));
+    return Status::Corruption(
+        fmt::format("block key has {} bytes, expected {}", encoded.size(), kEncodedBlockKeyBytes));
   }
   if (encoded[0] != kBlockKeyTag) {
-    return Status::Corruption(
-        fmt::format("block key tag is 0x{:02x}, expected '{}'", static_cast<uint8_t>(encoded[0]),
-                    kBlockKeyTag));
+    return Status::Corruption(fmt::format("block key tag is 0x{:02x}, expected '{}'",
+                                          static_cast<uint8_t>(encoded[0]), kBlockKeyTag));
   }
   BlockKey key;
   key.sequence = get_be(encoded, 1, 8);

@@ -129,23 +129,34 @@ void count_page_in(StoreCore& c, const std::vector<PlannedBlock>& plan, bool dev
   });
 }
 
+// Pins a copy the block already has in `tier`; true when another page-in is still filling it.
+bool pin_copy(StoreCore& c, Tier tier, int32_t slot) {
+  SlotPool& slots = c.pool(tier);
+  slots.pin(slot);
+  slots.touch(slot);
+  return slots.state(slot) == SlotState::kFilling;
+}
+
+// Reserves and pins a slot of `tier` that this page-in will fill with `key`.
+Result<int32_t> reserve_copy(StoreCore& c, Tier tier, const BlockKey& key) {
+  Result<int32_t> slot = c.allocate_slot(tier, key);
+  if (slot.ok()) c.pool(tier).pin(*slot);
+  return slot;
+}
+
 // Pins the block's host copy or reserves a host slot to read it from disk into.
 Status plan_host_copy(StoreCore& c, PlannedBlock& b, BlockEntry& entry) {
   if (entry.host_slot >= 0) {
     b.host_slot = entry.host_slot;
-    c.host_slots.pin(b.host_slot);
-    c.host_slots.touch(b.host_slot);
-    b.await_host = c.host_slots.state(b.host_slot) == SlotState::kFilling;
+    b.await_host = pin_copy(c, Tier::kHost, b.host_slot);
     b.source = Tier::kHost;
     return Status::Ok();
   }
-  Result<int32_t> slot = c.allocate_slot(Tier::kHost, b.key);
+  Result<int32_t> slot = reserve_copy(c, Tier::kHost, b.key);
   if (!slot.ok()) return slot.status().with_context("reading " + b.key.to_string() + " from disk");
-  b.host_slot = *slot;
-  c.host_slots.pin(b.host_slot);
+  b.host_slot = entry.host_slot = *slot;
   b.read_disk = true;
   b.source = Tier::kDisk;
-  entry.host_slot = b.host_slot;
   entry.on_disk = true;  // a block with no host copy is on disk (or unknown: the read tells)
   return Status::Ok();
 }
@@ -154,20 +165,16 @@ Status plan_host_copy(StoreCore& c, PlannedBlock& b, BlockEntry& entry) {
 Status plan_gpu_copy(StoreCore& c, PlannedBlock& b, BlockEntry& entry) {
   if (entry.gpu_slot >= 0) {
     b.gpu_slot = entry.gpu_slot;
-    c.gpu_slots.pin(b.gpu_slot);
-    c.gpu_slots.touch(b.gpu_slot);
-    b.await_gpu = c.gpu_slots.state(b.gpu_slot) == SlotState::kFilling;
+    b.await_gpu = pin_copy(c, Tier::kGpu, b.gpu_slot);
     b.source = Tier::kGpu;
     return Status::Ok();
   }
   LMKV_RETURN_IF_ERROR(plan_host_copy(c, b, entry));
   // Allocating the GPU slot may evict GPU blocks, never the host copy just pinned.
-  Result<int32_t> slot = c.allocate_slot(Tier::kGpu, b.key);
+  Result<int32_t> slot = reserve_copy(c, Tier::kGpu, b.key);
   if (!slot.ok()) return slot.status().with_context("paging " + b.key.to_string() + " in");
-  b.gpu_slot = *slot;
-  c.gpu_slots.pin(b.gpu_slot);
+  b.gpu_slot = entry.gpu_slot = *slot;
   b.gather = true;
-  entry.gpu_slot = b.gpu_slot;
   return Status::Ok();
 }
 
@@ -230,8 +237,8 @@ Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
   if (indices.size() <= kCopyEngineMaxBlocks) {
     for (size_t i : indices) {
       LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(c.gpu_arena->slot(plan[i].gpu_slot),
-                                                c.host_arena->slot(plan[i].host_slot),
-                                                c.slot_bytes, cudaMemcpyHostToDevice, stream));
+                                                c.host_arena->slot(plan[i].host_slot), c.slot_bytes,
+                                                cudaMemcpyHostToDevice, stream));
       plan[i].launched = true;
     }
     return Status::Ok();
@@ -360,16 +367,17 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
   const uint64_t start_ns = now_ns();
   const bool device = target == PageInTarget::kDevice;
   if (device && c.gpu_slots.capacity() == 0) {
-    return Status::FailedPrecondition("page_in to the device needs a GPU tier (gpu_capacity_bytes)");
+    return Status::FailedPrecondition(
+        "page_in to the device needs a GPU tier (gpu_capacity_bytes)");
   }
   std::vector<PlannedBlock> plan;
   std::vector<int32_t> which;
   dedupe(keys, &plan, &which);
   const SlotPool& target_pool = device ? c.gpu_slots : c.host_slots;
   if (static_cast<int64_t>(plan.size()) > target_pool.capacity()) {
-    return Status::ResourceExhausted(fmt::format(
-        "page_in of {} distinct blocks exceeds the {} tier's {} slots", plan.size(),
-        device ? "GPU" : "host", target_pool.capacity()));
+    return Status::ResourceExhausted(
+        fmt::format("page_in of {} distinct blocks exceeds the {} tier's {} slots", plan.size(),
+                    device ? "GPU" : "host", target_pool.capacity()));
   }
 #ifdef LMKV_WITH_CUDA
   std::shared_ptr<CudaEvent> start_event;

@@ -1,6 +1,6 @@
 // Bookkeeping for the fixed-size slots of one tier (GPU or host): which block owns each slot, its
-// fill state, how many running page-ins or kernels pin it, and the eviction order. The memory itself
-// belongs to the tier's arena. Not thread-safe: the store's lock guards it.
+// fill state, how many running page-ins or kernels pin it, and the eviction order. The memory
+// itself belongs to the tier's arena. Not thread-safe: the store's lock guards it.
 #pragma once
 
 #include <cstdint>

@@ -40,9 +40,12 @@ std::string StoreStatsSnapshot::to_json() const {
   for (int t = 0; t < kTierCount; ++t) {
     const TierCounters& c = tiers[t];
     const char* name = tier_name(static_cast<Tier>(t));
-    j["tiers"][name] = {{"hits", c.hits},         {"misses", c.misses},
-                        {"bytes_in", c.bytes_in}, {"bytes_out", c.bytes_out},
-                        {"evictions", c.evictions}, {"resident_blocks", c.resident_blocks},
+    j["tiers"][name] = {{"hits", c.hits},
+                        {"misses", c.misses},
+                        {"bytes_in", c.bytes_in},
+                        {"bytes_out", c.bytes_out},
+                        {"evictions", c.evictions},
+                        {"resident_blocks", c.resident_blocks},
                         {"capacity_blocks", c.capacity_blocks}};
     const LatencyHistogram& h = swap_in_latency[t];
     j["swap_in_latency_us"][name] = {{"count", h.count()},

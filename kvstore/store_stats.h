@@ -13,11 +13,11 @@
 namespace lmkv {
 
 struct TierCounters {
-  uint64_t hits = 0;        // blocks a page-in found in this tier
-  uint64_t misses = 0;      // blocks a page-in looked for here and went further down for
-  uint64_t bytes_in = 0;    // bytes written into this tier (puts, promotions, write-backs)
-  uint64_t bytes_out = 0;   // bytes read out of this tier toward a caller or an upper tier
-  uint64_t evictions = 0;   // blocks evicted from this tier
+  uint64_t hits = 0;             // blocks a page-in found in this tier
+  uint64_t misses = 0;           // blocks a page-in looked for here and went further down for
+  uint64_t bytes_in = 0;         // bytes written into this tier (puts, promotions, write-backs)
+  uint64_t bytes_out = 0;        // bytes read out of this tier toward a caller or an upper tier
+  uint64_t evictions = 0;        // blocks evicted from this tier
   uint64_t resident_blocks = 0;  // blocks held now (GPU and host tiers)
   uint64_t capacity_blocks = 0;  // slots (GPU and host tiers)
 };

@@ -124,8 +124,8 @@ Result<std::unique_ptr<TieredStore>> TieredStore::open(StoreOptions options) {
   disk_options.path = options.disk_path;
   disk_options.direct_io = options.direct_io;
   disk_options.blob_files = options.disk_blob_files;
-  auto opened = options.open_disk ? options.open_disk(disk_options)
-                                  : open_rocksdb_disk_tier(disk_options);
+  auto opened =
+      options.open_disk ? options.open_disk(disk_options) : open_rocksdb_disk_tier(disk_options);
   if (!opened.ok()) return opened.status();
   core->disk = std::move(opened).value();
 

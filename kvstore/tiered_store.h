@@ -25,7 +25,8 @@
 #include "kvstore/store_stats.h"
 #include "lmkv/status.h"
 
-struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so CPU users need no CUDA headers
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so CPU users need no CUDA
+                     // headers
 
 namespace lmkv {
 
@@ -39,18 +40,18 @@ enum class WritePolicy {
 };
 
 struct StoreOptions {
-  BlockShape shape;                    // B, d and dtype of every block (default 50 x 128 fp16)
-  size_t gpu_capacity_bytes = 0;       // GPU tier; 0 disables it. Needs a CUDA device.
+  BlockShape shape;               // B, d and dtype of every block (default 50 x 128 fp16)
+  size_t gpu_capacity_bytes = 0;  // GPU tier; 0 disables it. Needs a CUDA device.
   size_t host_capacity_bytes = 256ull << 20;  // host tier; at least one block
-  std::string disk_path;               // RocksDB directory (required)
+  std::string disk_path;                      // RocksDB directory (required)
   WritePolicy write_policy = WritePolicy::kWriteThrough;
   EvictionPolicyKind eviction = EvictionPolicyKind::kLru;  // for the GPU and host tiers
   DirectIo direct_io = DirectIo::kAuto;  // disk reads bypass the page cache where possible
-  bool disk_blob_files = true;         // see DiskOptions::blob_files
+  bool disk_blob_files = true;           // see DiskOptions::blob_files
   // Parallel MultiGet batches per page-in (1..256). Scattered 25.6 KB reads need many in flight:
   // on the GPU machine's NVMe disk 32 beat 8 and 16 and matched 64.
   int disk_read_threads = 32;
-  int cuda_device = 0;                 // device of the GPU tier
+  int cuda_device = 0;  // device of the GPU tier
   // Device page-ins time their swap-in latency with a pair of GPU events; recording the first
   // costs about as much as a small copy, so one page-in in this many is timed (1 times all).
   // Host page-ins are always timed (a clock read).

@@ -84,17 +84,17 @@ Status decode_block_value(const BlockKey& key, const BlockShape& shape, std::str
                                 static_cast<uint32_t>(get_le(h + 12, 4)),
                                 static_cast<DType>(get_le(h + 6, 1))};
   if (!(stored_shape == shape) || get_le(h + 16, 8) != shape.payload_bytes()) {
-    return Status::Corruption(fmt::format("block {} on disk has shape {}, the store uses {}", where(),
-                                          stored_shape.to_string(), shape.to_string()));
+    return Status::Corruption(fmt::format("block {} on disk has shape {}, the store uses {}",
+                                          where(), stored_shape.to_string(), shape.to_string()));
   }
   const size_t tensor = shape.tensor_bytes();
   const char* payload = h + kValueHeaderBytes;
   const uint64_t want = get_le(h + kChecksumOffset, 8);
   const uint64_t got = value_checksum(encode_block_key(key), h, payload, payload + tensor, tensor);
   if (want != got) {
-    return Status::Corruption(fmt::format(
-        "block {} on disk failed its checksum (stored {:016x}, computed {:016x})", where(), want,
-        got));
+    return Status::Corruption(
+        fmt::format("block {} on disk failed its checksum (stored {:016x}, computed {:016x})",
+                    where(), want, got));
   }
   std::memcpy(payload_out, payload, 2 * tensor);
   return Status::Ok();

@@ -10,15 +10,15 @@ namespace lmkv {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,    // the caller passed something malformed (shape, dtype, null, range)
-  kNotFound,           // an unknown block, sequence or file
-  kAlreadyExists,      // a block written twice (blocks are immutable)
-  kCorruption,         // stored data failed its checksum or is truncated
-  kIOError,            // the disk tier (RocksDB) failed
-  kResourceExhausted,  // a tier is too small or fully pinned
-  kFailedPrecondition, // the call does not fit the object's state (closed store, no GPU)
-  kCudaError,          // a CUDA runtime call failed
-  kInternal,           // a broken invariant inside lmkv
+  kInvalidArgument,     // the caller passed something malformed (shape, dtype, null, range)
+  kNotFound,            // an unknown block, sequence or file
+  kAlreadyExists,       // a block written twice (blocks are immutable)
+  kCorruption,          // stored data failed its checksum or is truncated
+  kIOError,             // the disk tier (RocksDB) failed
+  kResourceExhausted,   // a tier is too small or fully pinned
+  kFailedPrecondition,  // the call does not fit the object's state (closed store, no GPU)
+  kCudaError,           // a CUDA runtime call failed
+  kInternal,            // a broken invariant inside lmkv
 };
 
 const char* status_code_name(StatusCode code);
@@ -29,7 +29,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
   static Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
@@ -61,7 +63,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : state_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : state_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     if (std::get<Status>(state_).ok()) {
       state_ = Status::Internal("Result constructed from an OK status without a value");
@@ -88,10 +90,10 @@ class [[nodiscard]] Result {
 #define LMKV_CONCAT_INNER(a, b) a##b
 #define LMKV_CONCAT(a, b) LMKV_CONCAT_INNER(a, b)
 
-#define LMKV_RETURN_IF_ERROR(expr)                 \
-  do {                                             \
-    ::lmkv::Status lmkv_status_ = (expr);          \
-    if (!lmkv_status_.ok()) return lmkv_status_;   \
+#define LMKV_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::lmkv::Status lmkv_status_ = (expr);        \
+    if (!lmkv_status_.ok()) return lmkv_status_; \
   } while (0)
 
 #define LMKV_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

@@ -58,8 +58,8 @@ TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunches) {
   constexpr int kSlots = 2500;  // more than one launch's 1024 pairs
   const size_t slot_bytes = BlockShape{}.payload_bytes();
   char* host = nullptr;
-  ASSERT_CUDA(cudaHostAlloc(reinterpret_cast<void**>(&host), kSlots * slot_bytes,
-                            cudaHostAllocMapped));
+  ASSERT_CUDA(
+      cudaHostAlloc(reinterpret_cast<void**>(&host), kSlots * slot_bytes, cudaHostAllocMapped));
   for (size_t i = 0; i < kSlots * slot_bytes; i += 8) {
     const uint64_t v = rng();
     std::memcpy(host + i, &v, 8);
@@ -74,13 +74,15 @@ TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunches) {
   std::shuffle(src.begin(), src.end(), rng);
   std::shuffle(dst.begin(), dst.end(), rng);
   const size_t count = kSlots - 7;  // leave a few destination slots poisoned
-  ASSERT_TRUE(launch_slot_gather(host_view, device, slot_bytes, src.data(), dst.data(), count,
-                                 nullptr).ok());
+  ASSERT_TRUE(
+      launch_slot_gather(host_view, device, slot_bytes, src.data(), dst.data(), count, nullptr)
+          .ok());
   std::vector<char> back(kSlots * slot_bytes);
   ASSERT_CUDA(cudaMemcpy(back.data(), device, back.size(), cudaMemcpyDeviceToHost));
   for (size_t i = 0; i < count; ++i) {
-    ASSERT_EQ(0, std::memcmp(back.data() + dst[i] * slot_bytes, host + src[i] * slot_bytes,
-                             slot_bytes)) << "pair " << i;
+    ASSERT_EQ(
+        0, std::memcmp(back.data() + dst[i] * slot_bytes, host + src[i] * slot_bytes, slot_bytes))
+        << "pair " << i;
   }
   for (size_t i = count; i < kSlots; ++i) {
     ASSERT_EQ(static_cast<uint8_t>(back[dst[i] * slot_bytes]), 0xFF) << "slot written: " << dst[i];
@@ -201,17 +203,18 @@ TEST_F(GpuTier, PinnedSlotsAreNotEvictedUntilReleased) {
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   TieredStore& store = **opened;
   const uint64_t seed = test::fresh_seed();
-  for (uint64_t b = 0; b < 8; ++b) ASSERT_TRUE(test::put_test_block(store, {0, 0, 0, b}, seed).ok());
+  for (uint64_t b = 0; b < 8; ++b)
+    ASSERT_TRUE(test::put_test_block(store, {0, 0, 0, b}, seed).ok());
   cudaStream_t stream;
   ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  Result<PageIn> held = store.page_in(
-      {{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, 2}, {0, 0, 0, 3}}, PageInTarget::kDevice, stream);
+  Result<PageIn> held = store.page_in({{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, 2}, {0, 0, 0, 3}},
+                                      PageInTarget::kDevice, stream);
   ASSERT_TRUE(held.ok()) << held.status().to_string();
   Result<PageIn> blocked = store.page_in({{0, 0, 0, 4}}, PageInTarget::kDevice, stream);
   EXPECT_EQ(blocked.status().code(), StatusCode::kResourceExhausted);
-  Result<PageIn> too_big = store.page_in(
-      {{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, 2}, {0, 0, 0, 3}, {0, 0, 0, 4}},
-      PageInTarget::kDevice, stream);
+  Result<PageIn> too_big =
+      store.page_in({{0, 0, 0, 0}, {0, 0, 0, 1}, {0, 0, 0, 2}, {0, 0, 0, 3}, {0, 0, 0, 4}},
+                    PageInTarget::kDevice, stream);
   EXPECT_EQ(too_big.status().code(), StatusCode::kResourceExhausted);
   for (size_t i = 0; i < 4; ++i) {
     const auto got = device_payload(*held, i, store.shape().payload_bytes(), stream);

@@ -3,11 +3,11 @@
 #include "kvstore/tiered_store.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <rocksdb/db.h>
 #include <sys/wait.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "kvstore/cuda_util.h"
@@ -163,7 +163,8 @@ TEST(TieredStore, ReopenAfterCloseFindsEveryBlock) {
     {
       auto store = open_store(options);
       ASSERT_TRUE(store);
-      for (uint64_t b = 0; b < 10; ++b) ASSERT_TRUE(put_test_block(*store, {2, 0, 1, b}, seed).ok());
+      for (uint64_t b = 0; b < 10; ++b)
+        ASSERT_TRUE(put_test_block(*store, {2, 0, 1, b}, seed).ok());
       ASSERT_TRUE(store->close().ok());
       EXPECT_EQ(put_test_block(*store, {2, 0, 1, 99}, seed).code(),
                 StatusCode::kFailedPrecondition);

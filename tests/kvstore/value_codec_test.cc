@@ -44,7 +44,8 @@ TEST_P(ValueCodec, EveryFlippedByteIsCorruption) {
     const Status s = decode_block_value(key, shape, damaged, out.data());
     EXPECT_EQ(s.code(), StatusCode::kCorruption) << "byte " << pos;
     EXPECT_NE(s.message().find(key.to_string()), std::string::npos) << s.message();
-    EXPECT_EQ(out, std::vector<char>(shape.payload_bytes(), 0x5A)) << "output written, byte " << pos;
+    EXPECT_EQ(out, std::vector<char>(shape.payload_bytes(), 0x5A))
+        << "output written, byte " << pos;
   }
 }
 
