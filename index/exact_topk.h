@@ -1,0 +1,20 @@
+// Exact top-k over inner products, with the index's tie rule (higher score first, then lower block
+// number): the reference every approximate backend is measured against, and the flat backend.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lmkv {
+
+// For each of `nq` queries (dim floats each), the top k of the n keys (dim floats each, row i
+// belonging to block block_nos[i]): out_blocks/out_scores[q * k + j]. Slots beyond n hold -1 and
+// -inf. Scores are computed with BLAS in float32.
+void exact_topk(const float* queries, size_t nq, const float* keys, const int64_t* block_nos,
+                size_t n, uint32_t dim, uint32_t k, int64_t* out_blocks, float* out_scores);
+
+// Selects the top k of n given scores with the same rule (used on scores computed elsewhere).
+void select_topk(const float* scores, const int64_t* block_nos, size_t n, uint32_t k,
+                 int64_t* out_blocks, float* out_scores);
+
+}  // namespace lmkv

@@ -1,0 +1,39 @@
+// Shared request checks and head addressing.
+#include "index/landmark_index.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace lmkv {
+
+std::string HeadKey::to_string() const {
+  return fmt::format("(seq {}, layer {}, head {})", sequence, layer, kv_head);
+}
+
+size_t HeadKeyHash::operator()(const HeadKey& key) const {
+  uint64_t h = key.sequence * 0x9E3779B97F4A7C15ull;
+  h ^= (uint64_t{key.layer} << 32 | key.kv_head) * 0xC2B2AE3D27D4EB4Full;
+  return static_cast<size_t>(h ^ (h >> 29));
+}
+
+Status validate_search(const SearchRequest& r, uint32_t dim) {
+  if (r.heads == 0 || r.queries_per_head == 0) {
+    return Status::InvalidArgument(
+        fmt::format("search with heads={} and queries_per_head={}", r.heads, r.queries_per_head));
+  }
+  if (r.k == 0) return Status::InvalidArgument("search with k=0");
+  if (r.queries == nullptr) return Status::InvalidArgument("search with null queries");
+  const size_t values = size_t{r.heads} * r.queries_per_head * dim;
+  for (size_t i = 0; i < values; ++i) {
+    if (!std::isfinite(r.queries[i])) {
+      const size_t query = i / dim;
+      return Status::InvalidArgument(fmt::format(
+          "query {} of head {} has a non-finite value {} at dimension {}",
+          query % r.queries_per_head, query / r.queries_per_head, r.queries[i], i % dim));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace lmkv

@@ -1,0 +1,188 @@
+// The FAISS CPU landmark index: exact top-k with the tie rule, recall of the approximate backends
+// on clustered keys, k beyond the head's size, erase, and errors.
+#include "index/faiss_cpu_index.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "index/brute_force.h"
+#include "test_util.h"
+
+namespace lmkv {
+namespace {
+
+std::unique_ptr<LandmarkIndex> make_index(FaissCpuOptions options) {
+  auto index = make_faiss_cpu_index(options);
+  EXPECT_TRUE(index.ok()) << index.status().to_string();
+  return index.ok() ? std::move(index).value() : nullptr;
+}
+
+TEST(FaissCpuIndex, FlatSearchesEveryHeadOfALayerExactly) {
+  std::mt19937_64 rng(test::fresh_seed());
+  std::normal_distribution<float> normal;
+  constexpr uint32_t kDim = 32, kHeads = 4, kQueries = 3, kK = 8;
+  auto index = make_index({FaissCpuKind::kFlat, kDim});
+  ASSERT_TRUE(index);
+  std::vector<std::vector<float>> keys(kHeads);
+  std::vector<std::vector<int64_t>> blocks(kHeads);
+  for (uint32_t h = 0; h < kHeads; ++h) {
+    const size_t n = h == 3 ? 5 : 300;  // head 3 ends with 10 blocks, the others with 600
+    for (size_t batch = 0; batch < 2; ++batch) {
+      std::vector<uint64_t> nos;
+      std::vector<float> k(n * kDim);
+      for (auto& v : k) v = normal(rng);
+      for (size_t i = 0; i < n; ++i) nos.push_back(batch * n + i);
+      ASSERT_TRUE(index->add({9, 2, h}, nos.data(), k.data(), n).ok());
+      keys[h].insert(keys[h].end(), k.begin(), k.end());
+      blocks[h].insert(blocks[h].end(), nos.begin(), nos.end());
+    }
+  }
+  EXPECT_EQ(index->size({9, 2, 0}), 600u);
+  std::vector<float> queries(kHeads * kQueries * kDim);
+  for (auto& v : queries) v = normal(rng);
+  SearchResult result;
+  ASSERT_TRUE(index->search({9, 2, kHeads, kQueries, kK, queries.data()}, &result).ok());
+  for (uint32_t h = 0; h < kHeads; ++h) {
+    for (uint32_t q = 0; q < kQueries; ++q) {
+      const size_t at = (h * kQueries + q) * kK;
+      const auto want = test::brute_force_topk(
+          keys[h], blocks[h], queries.data() + (h * kQueries + q) * kDim, kDim, kK);
+      EXPECT_EQ(
+          std::vector<int64_t>(result.block_nos.begin() + at, result.block_nos.begin() + at + kK),
+          want)
+          << "head " << h << " query " << q;
+    }
+  }
+  // Head 3 holds 10 blocks: k = 8 returns 8 of them; k = 16 returns all 10, then -1 and -inf.
+  ASSERT_TRUE(index->search({9, 2, kHeads, kQueries, 16, queries.data()}, &result).ok());
+  const size_t at = (3 * kQueries) * 16;
+  std::set<int64_t> got(result.block_nos.begin() + at, result.block_nos.begin() + at + 10);
+  EXPECT_EQ(got.size(), 10u);
+  EXPECT_EQ(*got.begin(), 0);
+  for (size_t i = 10; i < 16; ++i) {
+    EXPECT_EQ(result.block_nos[at + i], -1);
+    EXPECT_TRUE(std::isinf(result.scores[at + i]) && result.scores[at + i] < 0);
+  }
+}
+
+// Keys in drifting topics: clusters with spread, as blocks of one topic would have.
+struct Clustered {
+  std::vector<float> keys, queries;
+  std::vector<uint64_t> blocks;
+};
+
+Clustered clustered_keys(std::mt19937_64& rng, uint32_t dim, size_t n, size_t nq) {
+  std::normal_distribution<float> normal;
+  constexpr int kClusters = 48;
+  std::vector<float> centres(kClusters * dim);
+  for (auto& v : centres) v = normal(rng);
+  Clustered c;
+  c.keys.resize(n * dim);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t cluster = (i * kClusters / n + rng() % 3) % kClusters;  // topics drift over blocks
+    for (uint32_t d = 0; d < dim; ++d)
+      c.keys[i * dim + d] = centres[cluster * dim + d] + 0.5f * normal(rng);
+    c.blocks.push_back(i);
+  }
+  c.queries.resize(nq * dim);
+  for (size_t q = 0; q < nq; ++q) {
+    const size_t cluster = rng() % kClusters;
+    for (uint32_t d = 0; d < dim; ++d)
+      c.queries[q * dim + d] = centres[cluster * dim + d] + 0.5f * normal(rng);
+  }
+  return c;
+}
+
+class ApproximateRecall : public ::testing::TestWithParam<FaissCpuKind> {};
+
+TEST_P(ApproximateRecall, ReachesAtLeast95PercentAtDefaults) {
+  std::mt19937_64 rng(test::fresh_seed());
+  constexpr uint32_t kDim = 64, kHeads = 2, kQueries = 50, kK = 32;
+  constexpr size_t kBlocks = 8000;
+  FaissCpuOptions options;
+  options.kind = GetParam();
+  options.dim = kDim;
+  auto index = make_index(options);
+  auto exact = make_index({FaissCpuKind::kFlat, kDim});
+  ASSERT_TRUE(index && exact);
+  std::vector<float> queries;
+  for (uint32_t h = 0; h < kHeads; ++h) {
+    Clustered c = clustered_keys(rng, kDim, kBlocks, kQueries);
+    // Added as blocks seal, in chunks: the index is trained or built part way through.
+    for (size_t first = 0; first < kBlocks; first += 1000) {
+      ASSERT_TRUE(
+          index->add({1, 0, h}, c.blocks.data() + first, c.keys.data() + first * kDim, 1000).ok());
+      ASSERT_TRUE(
+          exact->add({1, 0, h}, c.blocks.data() + first, c.keys.data() + first * kDim, 1000).ok());
+    }
+    queries.insert(queries.end(), c.queries.begin(), c.queries.end());
+  }
+  SearchResult approx, truth;
+  ASSERT_TRUE(index->search({1, 0, kHeads, kQueries, kK, queries.data()}, &approx).ok());
+  ASSERT_TRUE(exact->search({1, 0, kHeads, kQueries, kK, queries.data()}, &truth).ok());
+  size_t hits = 0;
+  for (size_t q = 0; q < kHeads * kQueries; ++q) {
+    std::set<int64_t> want(truth.block_nos.begin() + q * kK,
+                           truth.block_nos.begin() + (q + 1) * kK);
+    for (uint32_t j = 0; j < kK; ++j) hits += want.count(approx.block_nos[q * kK + j]);
+  }
+  const double recall = double(hits) / (kHeads * kQueries * kK);
+  RecordProperty("recall", std::to_string(recall));
+  std::printf("[ recall   ] %s recall@%u = %.4f\n", index->name().c_str(), kK, recall);
+  EXPECT_GE(recall, 0.95) << index->name();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ApproximateRecall,
+                         ::testing::Values(FaissCpuKind::kIvf, FaissCpuKind::kHnsw));
+
+TEST(FaissCpuIndex, EraseForgetsOneSequence) {
+  auto index = make_index({FaissCpuKind::kFlat, 8});
+  ASSERT_TRUE(index);
+  std::vector<float> key(8, 1.0f);
+  for (uint64_t seq : {1, 2}) {
+    const uint64_t block = 0;
+    ASSERT_TRUE(index->add({seq, 0, 0}, &block, key.data(), 1).ok());
+  }
+  ASSERT_TRUE(index->erase(1).ok());
+  EXPECT_EQ(index->size({1, 0, 0}), 0u);
+  EXPECT_EQ(index->size({2, 0, 0}), 1u);
+  SearchResult result;
+  EXPECT_EQ(index->search({1, 0, 1, 1, 1, key.data()}, &result).code(), StatusCode::kNotFound);
+  EXPECT_TRUE(index->search({2, 0, 1, 1, 1, key.data()}, &result).ok());
+}
+
+TEST(FaissCpuIndex, BadInputGetsAClearError) {
+  EXPECT_EQ(make_faiss_cpu_index({FaissCpuKind::kFlat, 0}).status().code(),
+            StatusCode::kInvalidArgument);
+  auto index = make_index({FaissCpuKind::kFlat, 4});
+  ASSERT_TRUE(index);
+  const std::vector<float> keys = {1, 2, 3, 4, 5, 6, 7, 8};
+  const uint64_t blocks[] = {3, 4};
+  ASSERT_TRUE(index->add({0, 0, 0}, blocks, keys.data(), 2).ok());
+  const Status twice = index->add({0, 0, 0}, blocks + 1, keys.data(), 1);
+  EXPECT_EQ(twice.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(twice.message().find("block 4"), std::string::npos) << twice.message();
+  std::vector<float> bad_key = {1, NAN, 0, 0};
+  const uint64_t five = 5;
+  EXPECT_EQ(index->add({0, 0, 0}, &five, bad_key.data(), 1).code(), StatusCode::kInvalidArgument);
+  SearchResult result;
+  std::vector<float> query = {1, 0, INFINITY, 0};
+  const Status inf = index->search({0, 0, 1, 1, 2, query.data()}, &result);
+  EXPECT_EQ(inf.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(inf.message().find("dimension 2"), std::string::npos) << inf.message();
+  query[2] = 0;
+  EXPECT_EQ(index->search({0, 0, 1, 1, 0, query.data()}, &result).code(),
+            StatusCode::kInvalidArgument);
+  const Status unknown = index->search({7, 0, 1, 1, 2, query.data()}, &result);
+  EXPECT_EQ(unknown.code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.message().find("sequence 7"), std::string::npos) << unknown.message();
+  ASSERT_TRUE(index->search({0, 0, 1, 1, 2, query.data()}, &result).ok());
+  EXPECT_EQ(result.block_nos[0], 4);  // <(1,0,0,0), (5,6,7,8)> = 5 beats 1
+}
+
+}  // namespace
+}  // namespace lmkv
