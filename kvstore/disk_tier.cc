@@ -44,14 +44,27 @@ class RocksDbDiskTier final : public DiskTier {
   ~RocksDbDiskTier() override { (void)close(); }
 
   Status put(const std::vector<DiskRecord>& records) override {
+    return write(records, kBlockKeyTag, "blocks");
+  }
+
+  Status put_landmarks(const std::vector<DiskRecord>& records) override {
+    return write(records, kLandmarkKeyTag, "landmarks");
+  }
+
+  Status scan_landmarks(const LandmarkVisitor& visit) override {
     LMKV_RETURN_IF_ERROR(check_open());
-    rocksdb::WriteBatch batch;
-    for (const DiskRecord& r : records) {
-      const std::string key = encode_block_key(r.key);
-      batch.Put(key, rocksdb::Slice(r.value.data(), r.value.size()));
+    const auto [begin, end] = tag_key_range(kLandmarkKeyTag);
+    rocksdb::ReadOptions read_options;
+    rocksdb::Slice upper(end);
+    read_options.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options));
+    for (it->Seek(begin); it->Valid(); it->Next()) {
+      Result<BlockKey> key =
+          decode_block_key(std::string_view(it->key().data(), it->key().size()), kLandmarkKeyTag);
+      if (!key.ok()) return key.status();
+      LMKV_RETURN_IF_ERROR(visit(*key, std::string_view(it->value().data(), it->value().size())));
     }
-    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
-                        fmt::format("writing {} blocks to {}", records.size(), path_));
+    return from_rocksdb(it->status(), "scanning landmarks in " + path_);
   }
 
   void multi_get(const std::vector<BlockKey>& keys, const Visitor& visit) override {
@@ -103,10 +116,13 @@ class RocksDbDiskTier final : public DiskTier {
 
   Status erase_sequence(uint64_t sequence) override {
     LMKV_RETURN_IF_ERROR(check_open());
-    const auto [begin, end] = sequence_key_range(sequence);
-    return from_rocksdb(
-        db_->DeleteRange(rocksdb::WriteOptions(), db_->DefaultColumnFamily(), begin, end),
-        fmt::format("erasing sequence {}", sequence));
+    rocksdb::WriteBatch batch;  // blocks and landmarks go together
+    for (char tag : {kBlockKeyTag, kLandmarkKeyTag}) {
+      const auto [begin, end] = sequence_key_range(sequence, tag);
+      batch.DeleteRange(db_->DefaultColumnFamily(), begin, end);
+    }
+    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
+                        fmt::format("erasing sequence {}", sequence));
   }
 
   Result<std::optional<std::string>> get_metadata(const std::string& name) override {
@@ -149,6 +165,16 @@ class RocksDbDiskTier final : public DiskTier {
   bool direct_reads() const override { return direct_reads_; }
 
  private:
+  Status write(const std::vector<DiskRecord>& records, char tag, const char* what) {
+    LMKV_RETURN_IF_ERROR(check_open());
+    rocksdb::WriteBatch batch;
+    for (const DiskRecord& r : records) {
+      batch.Put(encode_block_key(r.key, tag), rocksdb::Slice(r.value.data(), r.value.size()));
+    }
+    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
+                        fmt::format("writing {} {} to {}", records.size(), what, path_));
+  }
+
   Status check_open() const {
     if (closed_.load())
       return Status::FailedPrecondition("the disk tier at " + path_ + " is closed");

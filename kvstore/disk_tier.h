@@ -56,8 +56,15 @@ class DiskTier {
   // True when a value is stored under `key` (no checksum check).
   virtual Result<bool> contains(const BlockKey& key) = 0;
 
-  // Removes every block of `sequence`, and nothing else.
+  // Removes every block and landmark of `sequence`, and nothing else.
   virtual Status erase_sequence(uint64_t sequence) = 0;
+
+  // Landmark keys, one encoded value per block (value_codec.h), kept beside the blocks.
+  virtual Status put_landmarks(const std::vector<DiskRecord>& records) = 0;
+  // Visits every stored landmark in key order (sequence, layer, kv_head, block); a visitor error
+  // stops the scan and is returned.
+  using LandmarkVisitor = std::function<Status(const BlockKey& key, std::string_view value)>;
+  virtual Status scan_landmarks(const LandmarkVisitor& visit) = 0;
 
   // Store-wide metadata (the block shape), kept beside the blocks.
   virtual Result<std::optional<std::string>> get_metadata(const std::string& name) = 0;

@@ -18,10 +18,10 @@ uint64_t get_be(std::string_view in, size_t offset, int bytes) {
 
 }  // namespace
 
-std::string encode_block_key(const BlockKey& key) {
+std::string encode_block_key(const BlockKey& key, char tag) {
   std::string out;
   out.reserve(kEncodedBlockKeyBytes);
-  out.push_back(kBlockKeyTag);
+  out.push_back(tag);
   put_be(&out, key.sequence, 8);
   put_be(&out, key.layer, 4);
   put_be(&out, key.kv_head, 4);
@@ -29,14 +29,14 @@ std::string encode_block_key(const BlockKey& key) {
   return out;
 }
 
-Result<BlockKey> decode_block_key(std::string_view encoded) {
+Result<BlockKey> decode_block_key(std::string_view encoded, char tag) {
   if (encoded.size() != kEncodedBlockKeyBytes) {
     return Status::Corruption(
         fmt::format("block key has {} bytes, expected {}", encoded.size(), kEncodedBlockKeyBytes));
   }
-  if (encoded[0] != kBlockKeyTag) {
+  if (encoded[0] != tag) {
     return Status::Corruption(fmt::format("block key tag is 0x{:02x}, expected '{}'",
-                                          static_cast<uint8_t>(encoded[0]), kBlockKeyTag));
+                                          static_cast<uint8_t>(encoded[0]), tag));
   }
   BlockKey key;
   key.sequence = get_be(encoded, 1, 8);
@@ -46,16 +46,17 @@ Result<BlockKey> decode_block_key(std::string_view encoded) {
   return key;
 }
 
-std::pair<std::string, std::string> sequence_key_range(uint64_t sequence) {
-  std::string begin(1, kBlockKeyTag);
+std::pair<std::string, std::string> sequence_key_range(uint64_t sequence, char tag) {
+  std::string begin(1, tag);
   put_be(&begin, sequence, 8);
-  std::string end(1, kBlockKeyTag);
-  if (sequence == UINT64_MAX) {
-    end[0] = kBlockKeyTag + 1;  // past every block key
-  } else {
-    put_be(&end, sequence + 1, 8);
-  }
+  if (sequence == UINT64_MAX) return {begin, tag_key_range(tag).second};
+  std::string end(1, tag);
+  put_be(&end, sequence + 1, 8);
   return {begin, end};
+}
+
+std::pair<std::string, std::string> tag_key_range(char tag) {
+  return {std::string(1, tag), std::string(1, static_cast<char>(tag + 1))};
 }
 
 std::string shape_metadata_key() { return std::string(1, kMetadataKeyTag) + "shape"; }

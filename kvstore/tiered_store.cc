@@ -266,6 +266,30 @@ Result<Tier> TieredStore::residency(const BlockKey& key) {
   return Tier::kDisk;
 }
 
+Status TieredStore::put_landmarks(const std::vector<BlockKey>& keys, const float* values,
+                                  uint32_t dim) {
+  LMKV_RETURN_IF_ERROR(check_open());
+  if (!keys.empty() && (values == nullptr || dim == 0)) {
+    return Status::InvalidArgument(
+        fmt::format("put_landmarks of {} blocks with null values or dim={}", keys.size(), dim));
+  }
+  std::vector<std::string> encoded(keys.size());
+  std::vector<DiskRecord> records(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    encode_landmark_value(keys[i], values + i * dim, dim, &encoded[i]);
+    records[i] = {keys[i], encoded[i]};
+  }
+  return core_->disk->put_landmarks(records);
+}
+
+Status TieredStore::scan_landmarks(const LandmarkVisitor& visit) {
+  LMKV_RETURN_IF_ERROR(check_open());
+  return core_->disk->scan_landmarks([&](const BlockKey& key, std::string_view value) -> Status {
+    LMKV_ASSIGN_OR_RETURN(std::vector<float> values, decode_landmark_value(key, value));
+    return visit(key, values.data(), static_cast<uint32_t>(values.size()));
+  });
+}
+
 Status TieredStore::erase(uint64_t sequence) {
   StoreCore& c = *core_;
   {

@@ -141,7 +141,16 @@ class TieredStore {
   // The fastest tier holding `key` now, or NotFound. For tests and diagnostics.
   Result<Tier> residency(const BlockKey& key);
 
-  // Removes every block of a sequence from every tier; other sequences are untouched.
+  // Stores the landmark key (dim floats, row i of `values`) of each block in `keys` beside the
+  // blocks on disk, durable like them (sync). Indexes are rebuilt from these after a reopen.
+  Status put_landmarks(const std::vector<BlockKey>& keys, const float* values, uint32_t dim);
+  // Visits every stored landmark in key order, verifying each; a visitor error stops the scan.
+  using LandmarkVisitor =
+      std::function<Status(const BlockKey& key, const float* values, uint32_t dim)>;
+  Status scan_landmarks(const LandmarkVisitor& visit);
+
+  // Removes every block (and landmark) of a sequence from every tier; other sequences are
+  // untouched.
   Status erase(uint64_t sequence);
   // Evicts every block of the GPU or host tier that no live PageIn holds (waiting for the GPU to
   // finish with released ones); write-back blocks go to disk first.

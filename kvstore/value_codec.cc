@@ -100,4 +100,62 @@ Status decode_block_value(const BlockKey& key, const BlockShape& shape, std::str
   return Status::Ok();
 }
 
+namespace {
+
+constexpr char kLandmarkMagic[4] = {'L', 'M', 'K', 'L'};
+constexpr size_t kLandmarkChecksumOffset = kLandmarkHeaderBytes - 8;
+
+uint64_t landmark_checksum(const BlockKey& key, const char* header, const char* values,
+                           size_t bytes) {
+  const std::string encoded_key = encode_block_key(key, kLandmarkKeyTag);
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, encoded_key.data(), encoded_key.size());
+  XXH3_64bits_update(&state, header, kLandmarkChecksumOffset);
+  XXH3_64bits_update(&state, values, bytes);
+  return XXH3_64bits_digest(&state);
+}
+
+}  // namespace
+
+void encode_landmark_value(const BlockKey& key, const float* values, uint32_t dim,
+                           std::string* out) {
+  const size_t bytes = size_t{dim} * sizeof(float);
+  out->assign(kLandmarkHeaderBytes + bytes, '\0');
+  char* h = out->data();
+  std::memcpy(h, kLandmarkMagic, 4);
+  put_le(h + 4, kValueFormatVersion, 2);
+  put_le(h + 8, dim, 4);
+  std::memcpy(h + kLandmarkHeaderBytes, values, bytes);
+  put_le(h + kLandmarkChecksumOffset, landmark_checksum(key, h, h + kLandmarkHeaderBytes, bytes),
+         8);
+}
+
+Result<std::vector<float>> decode_landmark_value(const BlockKey& key, std::string_view stored) {
+  auto where = [&key] { return key.to_string(); };
+  if (stored.size() < kLandmarkHeaderBytes || std::memcmp(stored.data(), kLandmarkMagic, 4) != 0) {
+    return Status::Corruption(
+        fmt::format("landmark of block {} on disk has no valid header "
+                    "({} bytes)",
+                    where(), stored.size()));
+  }
+  const char* h = stored.data();
+  const uint64_t version = get_le(h + 4, 2);
+  const uint64_t dim = get_le(h + 8, 4);
+  const size_t bytes = dim * sizeof(float);
+  if (version != kValueFormatVersion || stored.size() != kLandmarkHeaderBytes + bytes) {
+    return Status::Corruption(fmt::format(
+        "landmark of block {} on disk has version {} and {} bytes for dim {} (truncated?)", where(),
+        version, stored.size(), dim));
+  }
+  const uint64_t want = get_le(h + kLandmarkChecksumOffset, 8);
+  if (want != landmark_checksum(key, h, h + kLandmarkHeaderBytes, bytes)) {
+    return Status::Corruption(
+        fmt::format("landmark of block {} on disk failed its checksum", where()));
+  }
+  std::vector<float> values(dim);
+  std::memcpy(values.data(), h + kLandmarkHeaderBytes, bytes);
+  return values;
+}
+
 }  // namespace lmkv

@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kvstore/block.h"
 #include "lmkv/status.h"
@@ -29,5 +30,16 @@ void encode_block_value(const BlockKey& key, const BlockShape& shape, const void
 // (shape.payload_bytes()). Nothing is written to payload_out unless the value is intact.
 Status decode_block_value(const BlockKey& key, const BlockShape& shape, std::string_view stored,
                           void* payload_out);
+
+// Landmark values: a 24-byte header, then `dim` float32 values (little-endian).
+//   magic "LMKL" | format version u16 | reserved u16 | dim u32 | reserved u32 | checksum u64
+// with the checksum (XXH3-64) over the landmark's encoded key, the header before it and the values.
+inline constexpr size_t kLandmarkHeaderBytes = 24;
+
+void encode_landmark_value(const BlockKey& key, const float* values, uint32_t dim,
+                           std::string* out);
+
+// Verifies `stored` and returns its values; nothing is returned unless the value is intact.
+Result<std::vector<float>> decode_landmark_value(const BlockKey& key, std::string_view stored);
 
 }  // namespace lmkv
