@@ -32,6 +32,33 @@ Status CudaEvent::create() {
   return Status::Ok();
 }
 
+DeviceBuffer::~DeviceBuffer() {
+  if (data_) cudaFree(data_);
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept { *this = std::move(other); }
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (data_) cudaFree(data_);
+    data_ = other.data_;
+    bytes_ = other.bytes_;
+    other.data_ = nullptr;
+    other.bytes_ = 0;
+  }
+  return *this;
+}
+
+Status DeviceBuffer::reserve(size_t bytes) {
+  if (bytes <= bytes_) return Status::Ok();
+  void* fresh = nullptr;
+  LMKV_CUDA_RETURN_IF_ERROR(cudaMalloc(&fresh, bytes));
+  if (data_) cudaFree(data_);
+  data_ = fresh;
+  bytes_ = bytes;
+  return Status::Ok();
+}
+
 Result<std::shared_ptr<CudaEvent>> EventPool::acquire() {
   std::unique_ptr<CudaEvent> event;
   {

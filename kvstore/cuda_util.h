@@ -38,6 +38,25 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
+// Owns one cudaMalloc allocation; grows by reallocating (contents are not kept).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  // Makes the buffer at least `bytes` long.
+  Status reserve(size_t bytes);
+  void* get() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 // Recycles events: creating one per page-in costs more than the page-in's bookkeeping. Events
 // return to the pool when their last shared_ptr goes; the pool must outlive them.
 class EventPool {

@@ -1,0 +1,232 @@
+// Host side of the fused GPU landmark search: device storage per head, launches, copies.
+#include <cuda_fp16.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "index/gpu_fused_index.h"
+#include "index/kernels/landmark_topk.cuh"
+#include "kvstore/cuda_util.h"
+
+namespace lmkv {
+namespace {
+
+// One head's keys (fp16) and block numbers on the device, grown by doubling.
+struct DeviceHead {
+  DeviceBuffer keys, block_nos;
+  int32_t n = 0;
+  int32_t capacity = 0;
+  int64_t last_block = -1;
+};
+
+class GpuFusedIndexImpl final : public GpuFusedIndex {
+ public:
+  explicit GpuFusedIndexImpl(GpuFusedOptions options) : options_(options) {}
+
+  uint32_t dim() const override { return options_.dim; }
+  std::string name() const override { return "gpu-fused"; }
+
+  Status add(const HeadKey& key, const uint64_t* block_nos, const float* keys, size_t n) override {
+    if (n == 0) return Status::Ok();
+    if (block_nos == nullptr || keys == nullptr) {
+      return Status::InvalidArgument("add to " + key.to_string() + " with null blocks or keys");
+    }
+    std::vector<__half> halves(n * options_.dim);
+    for (size_t i = 0; i < halves.size(); ++i) {
+      if (!std::isfinite(keys[i])) {
+        return Status::InvalidArgument(fmt::format("landmark key of block {} of {} is not finite",
+                                                   block_nos[i / options_.dim], key.to_string()));
+      }
+      halves[i] = __float2half(keys[i]);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.cuda_device));
+    auto found = heads_.find(key);
+    int64_t previous = found == heads_.end() ? -1 : found->second.last_block;
+    for (size_t i = 0; i < n; ++i) {
+      if (static_cast<int64_t>(block_nos[i]) <= previous) {
+        return Status::InvalidArgument(fmt::format(
+            "block {} of {} comes after block {}: the GPU index takes blocks in increasing "
+            "order (an equal number is a block indexed twice)",
+            block_nos[i], key.to_string(), previous));
+      }
+      previous = static_cast<int64_t>(block_nos[i]);
+    }
+    DeviceHead& head = heads_[key];
+    if (head.n + n > static_cast<size_t>(INT32_MAX)) {
+      return Status::ResourceExhausted("more than 2^31 landmarks in " + key.to_string());
+    }
+    LMKV_RETURN_IF_ERROR(grow(head, head.n + n));
+    const size_t row_bytes = options_.dim * sizeof(__half);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(static_cast<char*>(head.keys.get()) + head.n * row_bytes,
+                                         halves.data(), n * row_bytes, cudaMemcpyHostToDevice));
+    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(static_cast<int64_t*>(head.block_nos.get()) + head.n,
+                                         block_nos, n * sizeof(int64_t), cudaMemcpyHostToDevice));
+    head.n += static_cast<int32_t>(n);
+    head.last_block = previous;
+    return Status::Ok();
+  }
+
+  Status search(const SearchRequest& r, SearchResult* result) override {
+    LMKV_RETURN_IF_ERROR(validate_search(r, options_.dim));
+    if (result == nullptr) return Status::InvalidArgument("search with a null result");
+    std::lock_guard<std::mutex> lock(mu_);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.cuda_device));
+    const size_t query_floats = size_t{r.heads} * r.queries_per_head * options_.dim;
+    const size_t outputs = size_t{r.heads} * r.queries_per_head * r.k;
+    LMKV_RETURN_IF_ERROR(host_io_.reserve(query_floats * sizeof(float) +
+                                          outputs * (sizeof(int64_t) + sizeof(float))));
+    auto* d_blocks = static_cast<int64_t*>(host_io_.get());
+    auto* d_scores = reinterpret_cast<float*>(d_blocks + outputs);
+    auto* d_queries = d_scores + outputs;
+    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_queries, r.queries, query_floats * sizeof(float),
+                                              cudaMemcpyHostToDevice, nullptr));
+    SearchRequest on_device = r;
+    on_device.queries = d_queries;
+    LMKV_RETURN_IF_ERROR(search_locked(on_device, d_blocks, d_scores, nullptr));
+    result->k = r.k;
+    result->block_nos.resize(outputs);
+    result->scores.resize(outputs);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(result->block_nos.data(), d_blocks,
+                                         outputs * sizeof(int64_t), cudaMemcpyDeviceToHost));
+    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(result->scores.data(), d_scores, outputs * sizeof(float),
+                                         cudaMemcpyDeviceToHost));
+    return Status::Ok();
+  }
+
+  Status search_on_device(const SearchRequest& r, int64_t* block_nos, float* scores,
+                          CUstream_st* stream) override {
+    if (r.heads == 0 || r.queries_per_head == 0 || r.k == 0 || r.queries == nullptr ||
+        block_nos == nullptr || scores == nullptr) {
+      return Status::InvalidArgument(
+          fmt::format("search_on_device with heads={} queries_per_head={} k={} or a null pointer",
+                      r.heads, r.queries_per_head, r.k));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.cuda_device));
+    return search_locked(r, block_nos, scores, stream);
+  }
+
+  Status erase(uint64_t sequence) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = heads_.begin(); it != heads_.end();) {
+      it = it->first.sequence == sequence ? heads_.erase(it) : std::next(it);
+    }
+    return Status::Ok();
+  }
+
+  size_t size(const HeadKey& key) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = heads_.find(key);
+    return it == heads_.end() ? 0 : it->second.n;
+  }
+
+ private:
+  // Grows the head's device arrays to hold `rows`, keeping their contents.
+  Status grow(DeviceHead& head, size_t rows) {
+    if (rows <= static_cast<size_t>(head.capacity)) return Status::Ok();
+    size_t capacity = std::max<size_t>(1024, head.capacity);
+    while (capacity < rows) capacity *= 2;
+    DeviceBuffer keys, blocks;
+    LMKV_RETURN_IF_ERROR(keys.reserve(capacity * options_.dim * sizeof(__half)));
+    LMKV_RETURN_IF_ERROR(blocks.reserve(capacity * sizeof(int64_t)));
+    if (head.n > 0) {
+      LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(keys.get(), head.keys.get(),
+                                           head.n * options_.dim * sizeof(__half),
+                                           cudaMemcpyDeviceToDevice));
+      LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(blocks.get(), head.block_nos.get(),
+                                           head.n * sizeof(int64_t), cudaMemcpyDeviceToDevice));
+    }
+    head.keys = std::move(keys);
+    head.block_nos = std::move(blocks);
+    head.capacity = static_cast<int32_t>(capacity);
+    return Status::Ok();
+  }
+
+  Status search_locked(const SearchRequest& r, int64_t* block_nos, float* scores,
+                       cudaStream_t stream) {
+    if (r.heads > static_cast<uint32_t>(kernels::kMaxHeadsPerLaunch)) {
+      return Status::InvalidArgument(fmt::format("search of {} heads; at most {} per call", r.heads,
+                                                 kernels::kMaxHeadsPerLaunch));
+    }
+    if (r.k >= static_cast<uint32_t>(kernels::kTileKeys)) {
+      return Status::InvalidArgument(
+          fmt::format("k={} is too large for the GPU index (below {})", r.k, kernels::kTileKeys));
+    }
+    kernels::HeadViews views;
+    int32_t most = 0;
+    bool any = false;
+    for (uint32_t h = 0; h < r.heads; ++h) {
+      auto it = heads_.find({r.sequence, r.layer, h});
+      if (it == heads_.end()) continue;
+      any = true;
+      views.heads[h] = {static_cast<const __half*>(it->second.keys.get()),
+                        static_cast<const int64_t*>(it->second.block_nos.get()), it->second.n};
+      most = std::max(most, it->second.n);
+    }
+    if (!any) {
+      return Status::NotFound(
+          fmt::format("sequence {} layer {} has no landmarks", r.sequence, r.layer));
+    }
+    const int tiles = std::max(1, (most + kernels::kTileKeys - 1) / kernels::kTileKeys);
+    // The scratch buffer is shared: this search waits for the previous one (any stream) to finish
+    // with it.
+    if (!scratch_free_.get()) LMKV_RETURN_IF_ERROR(scratch_free_.create());
+    LMKV_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, scratch_free_.get(), 0));
+    LMKV_RETURN_IF_ERROR(
+        partial_.reserve(size_t{r.heads} * r.queries_per_head * tiles * r.k * sizeof(uint64_t)));
+    auto* partial = static_cast<uint64_t*>(partial_.get());
+    const dim3 pass1(tiles, r.queries_per_head, r.heads);
+    const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
+    switch (options_.dim) {
+      case 64:
+        kernels::tile_topk_kernel<64><<<pass1, kernels::kTopkThreads, 0, stream>>>(
+            views, r.queries, queries, tiles, k, partial);
+        break;
+      case 128:
+        kernels::tile_topk_kernel<128><<<pass1, kernels::kTopkThreads, 0, stream>>>(
+            views, r.queries, queries, tiles, k, partial);
+        break;
+      default:
+        kernels::tile_topk_kernel<256><<<pass1, kernels::kTopkThreads, 0, stream>>>(
+            views, r.queries, queries, tiles, k, partial);
+        break;
+    }
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    const dim3 pass2(r.queries_per_head, r.heads);
+    kernels::merge_topk_kernel<<<pass2, kernels::kTopkThreads, 0, stream>>>(
+        views, partial, queries, tiles, k, block_nos, scores);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    LMKV_CUDA_RETURN_IF_ERROR(cudaEventRecord(scratch_free_.get(), stream));
+    return Status::Ok();
+  }
+
+  GpuFusedOptions options_;
+  mutable std::mutex mu_;  // one search or add at a time: they share the scratch buffers
+  std::unordered_map<HeadKey, DeviceHead, HeadKeyHash> heads_;
+  DeviceBuffer partial_;    // pass 1 output
+  CudaEvent scratch_free_;  // recorded after the last search's pass 2
+  DeviceBuffer host_io_;    // queries and results of search()
+};
+
+}  // namespace
+
+Result<std::unique_ptr<GpuFusedIndex>> make_gpu_fused_index(const GpuFusedOptions& options) {
+  if (options.dim != 64 && options.dim != 128 && options.dim != 256) {
+    return Status::InvalidArgument(
+        fmt::format("the GPU index supports dim 64, 128 or 256, not {}", options.dim));
+  }
+  const int devices = cuda_device_count();
+  if (options.cuda_device < 0 || options.cuda_device >= devices) {
+    return Status::FailedPrecondition(
+        fmt::format("the GPU index needs CUDA device {}, but {} device(s) are usable",
+                    options.cuda_device, devices));
+  }
+  return std::unique_ptr<GpuFusedIndex>(new GpuFusedIndexImpl(options));
+}
+
+}  // namespace lmkv

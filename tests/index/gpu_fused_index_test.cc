@@ -1,0 +1,181 @@
+// The fused GPU search against the exact CPU index: equal results (ties included) where float
+// arithmetic is exact, equal up to rounding on random keys; device outputs poisoned first.
+#include "index/gpu_fused_index.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "index/faiss_cpu_index.h"
+#include "kvstore/cuda_util.h"
+#include "test_util.h"
+
+#ifdef LMKV_WITH_CUDA
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#endif
+
+namespace lmkv {
+namespace {
+
+#ifdef LMKV_WITH_CUDA
+
+class GpuFusedIndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+struct Pair {
+  std::unique_ptr<GpuFusedIndex> gpu;
+  std::unique_ptr<LandmarkIndex> cpu;
+};
+
+Pair make_pair(uint32_t dim) {
+  auto gpu = make_gpu_fused_index({dim, 0});
+  auto cpu = make_faiss_cpu_index({FaissCpuKind::kFlat, dim});
+  EXPECT_TRUE(gpu.ok()) << gpu.status().to_string();
+  return {std::move(gpu).value(), std::move(cpu).value()};
+}
+
+// Fills heads with keys drawn by `draw`, rounded to fp16 so both indexes see the same values.
+template <typename Draw>
+void fill(Pair& p, uint32_t dim, const std::vector<size_t>& sizes, Draw draw) {
+  for (uint32_t h = 0; h < sizes.size(); ++h) {
+    std::vector<float> keys(sizes[h] * dim);
+    for (auto& v : keys) v = __half2float(__float2half(draw()));
+    std::vector<uint64_t> blocks(sizes[h]);
+    for (size_t i = 0; i < sizes[h]; ++i) blocks[i] = 3 * i + h;  // increasing, with gaps
+    ASSERT_TRUE(p.gpu->add({5, 1, h}, blocks.data(), keys.data(), sizes[h]).ok());
+    ASSERT_TRUE(p.cpu->add({5, 1, h}, blocks.data(), keys.data(), sizes[h]).ok());
+  }
+}
+
+// Small integers: every product and sum is exact in fp16 and fp32, so the GPU must return exactly
+// the CPU's blocks, ties in the same order, with the same scores.
+TEST_F(GpuFusedIndexTest, EqualsExactCpuSearchWithTies) {
+  std::mt19937_64 rng(test::fresh_seed());
+  for (uint32_t dim : {64u, 128u}) {
+    Pair p = make_pair(dim);
+    const std::vector<size_t> sizes = {1, 700, 2500, 40};  // one and several tiles of 1024
+    fill(p, dim, sizes, [&] { return float(int(rng() % 5) - 2); });
+    for (uint32_t queries : {1u, 7u}) {
+      for (uint32_t k : {1u, 32u, 100u}) {
+        std::vector<float> q(sizes.size() * queries * dim);
+        for (auto& v : q) v = float(int(rng() % 3) - 1);
+        const SearchRequest r{5, 1, uint32_t(sizes.size()), queries, k, q.data()};
+        SearchResult gpu, cpu;
+        ASSERT_TRUE(p.gpu->search(r, &gpu).ok());
+        ASSERT_TRUE(p.cpu->search(r, &cpu).ok());
+        EXPECT_EQ(gpu.block_nos, cpu.block_nos)
+            << "dim " << dim << " queries " << queries << " k " << k;
+        EXPECT_EQ(gpu.scores, cpu.scores);
+      }
+    }
+  }
+}
+
+TEST_F(GpuFusedIndexTest, MatchesCpuOnRandomKeysUpToRounding) {
+  std::mt19937_64 rng(test::fresh_seed());
+  std::normal_distribution<float> normal;
+  constexpr uint32_t kDim = 128, kQueries = 3, kK = 32;
+  Pair p = make_pair(kDim);
+  const std::vector<size_t> sizes = {3000, 1024, 5000};
+  fill(p, kDim, sizes, [&] { return normal(rng); });
+  std::vector<float> q(sizes.size() * kQueries * kDim);
+  for (auto& v : q) v = normal(rng);
+  const SearchRequest r{5, 1, uint32_t(sizes.size()), kQueries, kK, q.data()};
+  SearchResult gpu, cpu;
+  ASSERT_TRUE(p.gpu->search(r, &gpu).ok());
+  ASSERT_TRUE(p.cpu->search(r, &cpu).ok());
+  // Scores agree to float rounding of a 128-term sum (relative 1e-5 of the magnitude); a block may
+  // differ only where its score is that close to the other's.
+  for (size_t i = 0; i < gpu.scores.size(); ++i) {
+    const float tolerance = 1e-5f * (1.0f + std::fabs(cpu.scores[i])) * 10;
+    ASSERT_NEAR(gpu.scores[i], cpu.scores[i], tolerance) << "slot " << i;
+    if (gpu.block_nos[i] != cpu.block_nos[i]) {
+      EXPECT_NEAR(gpu.scores[i], cpu.scores[i], tolerance) << "different block at slot " << i;
+    }
+  }
+}
+
+TEST_F(GpuFusedIndexTest, DeviceSearchWritesEveryOutput) {
+  std::mt19937_64 rng(test::fresh_seed());
+  std::normal_distribution<float> normal;
+  constexpr uint32_t kDim = 64, kHeads = 2, kQueries = 4, kK = 16;
+  Pair p = make_pair(kDim);
+  fill(p, kDim, {600, 10}, [&] { return normal(rng); });  // head 1 has fewer blocks than k
+  std::vector<float> q(kHeads * kQueries * kDim);
+  for (auto& v : q) v = normal(rng);
+  SearchResult host;
+  ASSERT_TRUE(p.gpu->search({5, 1, kHeads, kQueries, kK, q.data()}, &host).ok());
+  const size_t outputs = kHeads * kQueries * kK;
+  float* d_q = nullptr;
+  int64_t* d_blocks = nullptr;
+  float* d_scores = nullptr;
+  ASSERT_EQ(cudaMalloc(&d_q, q.size() * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_blocks, outputs * sizeof(int64_t)), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_scores, outputs * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d_q, q.data(), q.size() * sizeof(float), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemset(d_blocks, 0x7F, outputs * sizeof(int64_t)), cudaSuccess);  // poison
+  ASSERT_EQ(cudaMemset(d_scores, 0x7F, outputs * sizeof(float)), cudaSuccess);
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_TRUE(
+      p.gpu->search_on_device({5, 1, kHeads, kQueries, kK, d_q}, d_blocks, d_scores, stream).ok());
+  std::vector<int64_t> blocks(outputs);
+  std::vector<float> scores(outputs);
+  ASSERT_EQ(cudaMemcpyAsync(blocks.data(), d_blocks, outputs * sizeof(int64_t),
+                            cudaMemcpyDeviceToHost, stream),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(scores.data(), d_scores, outputs * sizeof(float),
+                            cudaMemcpyDeviceToHost, stream),
+            cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  EXPECT_EQ(blocks, host.block_nos);
+  EXPECT_EQ(scores, host.scores);
+  for (size_t i = 0; i < kQueries; ++i) {
+    const size_t at = (kQueries + i) * kK;  // head 1, query i
+    EXPECT_EQ(blocks[at + 10], -1);
+    EXPECT_TRUE(std::isinf(scores[at + 10]) && scores[at + 10] < 0);
+  }
+  cudaStreamDestroy(stream);
+  cudaFree(d_q);
+  cudaFree(d_blocks);
+  cudaFree(d_scores);
+}
+
+TEST_F(GpuFusedIndexTest, BadInputGetsAClearError) {
+  EXPECT_EQ(make_gpu_fused_index({100, 0}).status().code(), StatusCode::kInvalidArgument);
+  Pair p = make_pair(64);
+  std::vector<float> keys(2 * 64, 1.0f);
+  const uint64_t blocks[] = {4, 2};
+  const Status order = p.gpu->add({0, 0, 0}, blocks, keys.data(), 2);
+  EXPECT_EQ(order.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(order.message().find("block 2"), std::string::npos) << order.message();
+  EXPECT_EQ(p.gpu->size({0, 0, 0}), 0u);
+  ASSERT_TRUE(p.gpu->add({0, 0, 0}, blocks, keys.data(), 1).ok());
+  std::vector<float> q(64, 0.5f);
+  SearchResult result;
+  EXPECT_EQ(p.gpu->search({9, 0, 1, 1, 4, q.data()}, &result).code(), StatusCode::kNotFound);
+  q[3] = NAN;
+  EXPECT_EQ(p.gpu->search({0, 0, 1, 1, 4, q.data()}, &result).code(), StatusCode::kInvalidArgument);
+  q[3] = 0;
+  EXPECT_EQ(p.gpu->search({0, 0, 1, 1, 2000, q.data()}, &result).code(),
+            StatusCode::kInvalidArgument);
+}
+
+#endif
+
+TEST(GpuFusedIndexAvailability, ClearErrorWithoutADevice) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a device is present";
+  const Status s = make_gpu_fused_index({128, 0}).status();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(s.message().empty());
+}
+
+}  // namespace
+}  // namespace lmkv
