@@ -11,6 +11,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <cub/block/block_radix_sort.cuh>
 
 namespace lmkv::kernels {
@@ -32,6 +33,24 @@ inline constexpr int kItemsPerThread = 4;
 inline constexpr int kTileKeys = kTopkThreads * kItemsPerThread;  // landmarks per thread block
 inline constexpr uint64_t kEmptySlot = ~0ull;                     // sorts after every candidate
 
+inline constexpr int kKeysPerStep = 8;  // landmarks a warp loads before reducing any
+
+// Loads N consecutive halves (N * 2 bytes, aligned to that) as floats, in one vector load.
+template <int N>
+__device__ inline void load_halves(const __half* p, float* out) {
+  static_assert(N == 2 || N == 4 || N == 8, "2, 4 or 8 halves per lane");
+  using Vec = typename std::conditional<N == 2, uint32_t,
+                                        typename std::conditional<N == 4, uint2, uint4>::type>::type;
+  const Vec v = *reinterpret_cast<const Vec*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&v);
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) {
+    const float2 f = __half22float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
 __device__ inline uint64_t sort_key(float score, uint32_t position) {
   uint32_t bits = __float_as_uint(score);
   bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);  // ascending order of floats
@@ -45,13 +64,14 @@ __device__ inline float score_of(uint64_t key) {
 }
 
 // Pass 1. Block (tile, query, head) scores landmarks [tile * kTileKeys, +kTileKeys) of its head
-// against its query (one warp per landmark at a time), sorts the tile and writes its best k sort
+// against its query (each warp eight landmarks at a time), sorts the tile and writes its best k sort
 // keys to partial[((head * queries + query) * tiles + tile) * k].
 template <int D>
 __global__ void __launch_bounds__(kTopkThreads)
     tile_topk_kernel(const __grid_constant__ HeadViews views, const float* __restrict__ queries,
                      int queries_per_head, int tiles, int k, uint64_t* __restrict__ partial) {
-  static_assert(D % 32 == 0, "head dim must be a multiple of 32 for the warp dot product");
+  static_assert(D % 64 == 0, "head dim must be a multiple of 64 for the warp dot product");
+  static_assert(kTileKeys % (kTopkThreads / 32 * kKeysPerStep) == 0, "whole steps per tile");
   constexpr int kPerLane = D / 32;
   const int tile = blockIdx.x, query = blockIdx.y, head = blockIdx.z;
   const HeadView view = views.heads[head];
@@ -68,17 +88,31 @@ __global__ void __launch_bounds__(kTopkThreads)
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) q_reg[i] = q[lane * kPerLane + i];
 
-  for (int j = warp; j < kTileKeys; j += kTopkThreads / 32) {
-    const int row = first + j;
-    float s = 0.f;
-    if (row < view.n) {
-      const __half* key = view.keys + static_cast<size_t>(row) * D + lane * kPerLane;
+  // A warp scores kKeysPerStep landmarks at a time, issuing all their loads before using any, so
+  // that enough reads are in flight to keep HBM busy.
+  constexpr int kWarps = kTopkThreads / 32;
+  for (int j0 = warp * kKeysPerStep; j0 < kTileKeys; j0 += kWarps * kKeysPerStep) {
+    float key_part[kKeysPerStep][kPerLane];
 #pragma unroll
-      for (int i = 0; i < kPerLane; ++i) s = fmaf(__half2float(key[i]), q_reg[i], s);
+    for (int u = 0; u < kKeysPerStep; ++u) {
+      const int row = first + j0 + u;
+      if (row < view.n) {
+        load_halves<kPerLane>(view.keys + static_cast<size_t>(row) * D + lane * kPerLane,
+                              key_part[u]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < kPerLane; ++i) key_part[u][i] = 0.f;
+      }
     }
 #pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) s += __shfl_xor_sync(0xFFFFFFFFu, s, offset);
-    if (lane == 0) scores[j] = s;
+    for (int u = 0; u < kKeysPerStep; ++u) {
+      float s = 0.f;
+#pragma unroll
+      for (int i = 0; i < kPerLane; ++i) s = fmaf(key_part[u][i], q_reg[i], s);
+#pragma unroll
+      for (int offset = 16; offset > 0; offset /= 2) s += __shfl_xor_sync(0xFFFFFFFFu, s, offset);
+      if (lane == 0) scores[j0 + u] = s;
+    }
   }
   __syncthreads();
 
