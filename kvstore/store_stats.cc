@@ -15,16 +15,6 @@ void StoreStats::record_swap_in(Tier source, uint64_t ns) {
   data_.swap_in_latency[static_cast<int>(source)].record_ns(ns);
 }
 
-void StoreStats::count_page_in() {
-  std::lock_guard<std::mutex> lock(mu_);
-  ++data_.page_ins;
-}
-
-void StoreStats::count_put() {
-  std::lock_guard<std::mutex> lock(mu_);
-  ++data_.puts;
-}
-
 StoreStatsSnapshot StoreStats::snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return data_;

@@ -49,8 +49,6 @@ class StoreStats {
     update(data_);
   }
   void record_swap_in(Tier source, uint64_t ns);
-  void count_page_in();
-  void count_put();
   StoreStatsSnapshot snapshot() const;
   void reset();
 

@@ -206,18 +206,12 @@ Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
   std::lock_guard<std::mutex> lock(c.mu);
   for (const BlockWrite& b : blocks) c.puts_in_flight.erase(b.key);
   c.reap_deferred(/*block=*/false);
-  Status result;
+  std::vector<DiskRecord> unplaced;  // write-back blocks the host tier had no room for
   for (size_t i = 0; i < blocks.size(); ++i) {
     Result<int32_t> slot = c.allocate_slot(Tier::kHost, blocks[i].key);
     if (!slot.ok()) {
-      if (write_through) continue;  // on disk already; it is just not cached
-      // Write-back with no room: store it on disk directly so the block is not lost.
-      Status direct = c.write_to_disk({records[i]});
-      if (!direct.ok()) {
-        result = direct.with_context("put of " + blocks[i].key.to_string() + " (" +
-                                     slot.status().message() + ")");
-        break;
-      }
+      // Write-through: on disk already, just not cached. Write-back: goes to disk below.
+      if (!write_through) unplaced.push_back(records[i]);
       continue;
     }
     std::memcpy(c.host_arena->slot(*slot), values[i].data() + kValueHeaderBytes, c.slot_bytes);
@@ -226,9 +220,18 @@ Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
     entry.host_slot = *slot;
     entry.on_disk = write_through;
     c.stats.add(Tier::kHost, &TierCounters::bytes_in, c.slot_bytes);
-    c.stats.count_put();
   }
-  return result;
+  if (!unplaced.empty()) {
+    Status direct = c.write_to_disk(unplaced);
+    if (!direct.ok()) {
+      return direct.with_context(fmt::format(
+          "put: the host tier had no room for {} of {} blocks (first {}) and writing them to "
+          "disk failed; the other blocks are stored",
+          unplaced.size(), blocks.size(), unplaced.front().key.to_string()));
+    }
+  }
+  c.stats.update([&](StoreStatsSnapshot& s) { s.puts += blocks.size(); });
+  return Status::Ok();
 }
 
 Status TieredStore::read(const BlockKey& key, void* k_out, void* v_out) {

@@ -154,6 +154,23 @@ TEST(TieredStore, PinnedBlocksAreNotEvicted) {
   expect_block(*store, {0, 0, 0, 9}, seed);
 }
 
+TEST(TieredStore, WriteBackPutWithTheHostTierPinnedGoesToDisk) {
+  test::TempDir dir;
+  StoreOptions options = test::test_store_options(dir.path(), 2);
+  options.write_policy = WritePolicy::kWriteBack;
+  auto store = open_store(options);
+  ASSERT_TRUE(store);
+  const uint64_t seed = test::fresh_seed();
+  for (uint64_t b = 0; b < 2; ++b) ASSERT_TRUE(put_test_block(*store, {0, 0, 0, b}, seed).ok());
+  Result<PageIn> held = store->page_in({{0, 0, 0, 0}, {0, 0, 0, 1}}, PageInTarget::kHost);
+  ASSERT_TRUE(held.ok());
+  ASSERT_TRUE(put_test_block(*store, {0, 0, 0, 2}, seed).ok());  // no host slot is free
+  EXPECT_EQ(tier_of(*store, {0, 0, 0, 2}), Tier::kDisk);
+  held->release();
+  expect_block(*store, {0, 0, 0, 2}, seed);
+  EXPECT_EQ(store->stats().puts, 3u);
+}
+
 TEST(TieredStore, ReopenAfterCloseFindsEveryBlock) {
   for (WritePolicy policy : {WritePolicy::kWriteThrough, WritePolicy::kWriteBack}) {
     test::TempDir dir;
