@@ -44,11 +44,14 @@ class RocksDbDiskTier final : public DiskTier {
   ~RocksDbDiskTier() override { (void)close(); }
 
   Status put(const std::vector<DiskRecord>& records) override {
-    return write(records, kBlockKeyTag, "blocks");
-  }
-
-  Status put_landmarks(const std::vector<DiskRecord>& records) override {
-    return write(records, kLandmarkKeyTag, "landmarks");
+    LMKV_RETURN_IF_ERROR(check_open());
+    rocksdb::WriteBatch batch;
+    for (const DiskRecord& r : records) {
+      batch.Put(encode_block_key(r.key, r.landmark ? kLandmarkKeyTag : kBlockKeyTag),
+                rocksdb::Slice(r.value.data(), r.value.size()));
+    }
+    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
+                        fmt::format("writing {} records to {}", records.size(), path_));
   }
 
   Status scan_landmarks(const LandmarkVisitor& visit) override {
@@ -165,16 +168,6 @@ class RocksDbDiskTier final : public DiskTier {
   bool direct_reads() const override { return direct_reads_; }
 
  private:
-  Status write(const std::vector<DiskRecord>& records, char tag, const char* what) {
-    LMKV_RETURN_IF_ERROR(check_open());
-    rocksdb::WriteBatch batch;
-    for (const DiskRecord& r : records) {
-      batch.Put(encode_block_key(r.key, tag), rocksdb::Slice(r.value.data(), r.value.size()));
-    }
-    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
-                        fmt::format("writing {} {} to {}", records.size(), what, path_));
-  }
-
   Status check_open() const {
     if (closed_.load())
       return Status::FailedPrecondition("the disk tier at " + path_ + " is closed");

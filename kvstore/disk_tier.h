@@ -38,13 +38,14 @@ struct DiskOptions {
 struct DiskRecord {
   BlockKey key;
   std::string_view value;  // encoded (value_codec.h)
+  bool landmark = false;   // the block's landmark key rather than its payload
 };
 
 class DiskTier {
  public:
   virtual ~DiskTier() = default;
 
-  // Writes all records in one atomic batch.
+  // Writes all records (payloads and landmarks) in one atomic batch.
   virtual Status put(const std::vector<DiskRecord>& records) = 0;
 
   // Reads keys[i] for every i and calls visit(i, status, value) once per key, possibly from
@@ -59,8 +60,6 @@ class DiskTier {
   // Removes every block and landmark of `sequence`, and nothing else.
   virtual Status erase_sequence(uint64_t sequence) = 0;
 
-  // Landmark keys, one encoded value per block (value_codec.h), kept beside the blocks.
-  virtual Status put_landmarks(const std::vector<DiskRecord>& records) = 0;
   // Visits every stored landmark in key order (sequence, layer, kv_head, block); a visitor error
   // stops the scan and is returned.
   using LandmarkVisitor = std::function<Status(const BlockKey& key, std::string_view value)>;

@@ -19,7 +19,9 @@ StoreCore::StoreCore(const StoreOptions& opts, int32_t gpu_slot_count, int32_t h
 
 __attribute__((noinline)) Status StoreCore::write_to_disk(const std::vector<DiskRecord>& records) {
   LMKV_RETURN_IF_ERROR(disk->put(records));
-  stats.add(Tier::kDisk, &TierCounters::bytes_in, records.size() * slot_bytes);
+  uint64_t bytes = 0;
+  for (const DiskRecord& r : records) bytes += r.landmark ? 0 : slot_bytes;
+  stats.add(Tier::kDisk, &TierCounters::bytes_in, bytes);
   return Status::Ok();
 }
 
@@ -121,14 +123,22 @@ void StoreCore::fail_slot(Tier tier, int32_t slot) {
 Status StoreCore::write_back(const std::vector<int32_t>& slots) {
   if (slots.empty()) return Status::Ok();
   std::vector<std::string> values(slots.size());
-  std::vector<DiskRecord> records(slots.size());
+  std::vector<DiskRecord> records;
+  records.reserve(2 * slots.size());
   for (size_t i = 0; i < slots.size(); ++i) {
     const BlockKey& key = host_slots.owner(slots[i]);
     encode_block_value(key, options.shape, host_arena->slot(slots[i]), &values[i]);
-    records[i] = {key, values[i]};
+    records.push_back({key, values[i]});
+    const std::string& landmark = table[key].pending_landmark;
+    if (!landmark.empty()) records.push_back({key, landmark, /*landmark=*/true});
   }
   LMKV_RETURN_IF_ERROR(write_to_disk(records));
-  for (int32_t slot : slots) table[host_slots.owner(slot)].on_disk = true;
+  for (int32_t slot : slots) {
+    BlockEntry& entry = table[host_slots.owner(slot)];
+    entry.on_disk = true;
+    entry.pending_landmark.clear();
+    entry.pending_landmark.shrink_to_fit();
+  }
   stats.add(Tier::kHost, &TierCounters::bytes_out, slots.size() * slot_bytes);
   return Status::Ok();
 }

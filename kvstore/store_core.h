@@ -9,6 +9,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -33,6 +34,9 @@ struct BlockEntry {
   int32_t gpu_slot = -1;
   int32_t host_slot = -1;
   bool on_disk = false;  // false only for write-back blocks not yet written
+  // The encoded landmark of a write-back block not yet written: it goes to disk in the same batch
+  // as the block, so a crash never leaves a landmark whose block is missing.
+  std::string pending_landmark;
 };
 
 // Slots whose pins are given back once the GPU has passed `event` (work that reads them). When

@@ -271,18 +271,30 @@ Result<Tier> TieredStore::residency(const BlockKey& key) {
 
 Status TieredStore::put_landmarks(const std::vector<BlockKey>& keys, const float* values,
                                   uint32_t dim) {
-  LMKV_RETURN_IF_ERROR(check_open());
   if (!keys.empty() && (values == nullptr || dim == 0)) {
     return Status::InvalidArgument(
         fmt::format("put_landmarks of {} blocks with null values or dim={}", keys.size(), dim));
   }
+  StoreCore& c = *core_;
   std::vector<std::string> encoded(keys.size());
-  std::vector<DiskRecord> records(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     encode_landmark_value(keys[i], values + i * dim, dim, &encoded[i]);
-    records[i] = {keys[i], encoded[i]};
   }
-  return core_->disk->put_landmarks(records);
+  std::lock_guard<std::mutex> lock(c.mu);
+  LMKV_RETURN_IF_ERROR(check_open());
+  // A write-back block not on disk yet keeps its landmark until both are written together;
+  // landmarks of blocks already on disk are written now. Under the store lock, so a write-back
+  // cannot slip between the check and either path.
+  std::vector<DiskRecord> now;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto it = c.table.find(keys[i]);
+    if (it != c.table.end() && !it->second.on_disk) {
+      it->second.pending_landmark = std::move(encoded[i]);
+    } else {
+      now.push_back({keys[i], encoded[i], /*landmark=*/true});
+    }
+  }
+  return now.empty() ? Status::Ok() : c.write_to_disk(now);
 }
 
 Status TieredStore::scan_landmarks(const LandmarkVisitor& visit) {

@@ -142,7 +142,9 @@ class TieredStore {
   Result<Tier> residency(const BlockKey& key);
 
   // Stores the landmark key (dim floats, row i of `values`) of each block in `keys` beside the
-  // blocks on disk, durable like them (sync). Indexes are rebuilt from these after a reopen.
+  // blocks on disk, durable like them (sync). Indexes are rebuilt from these after a reopen. Put a
+  // block before its landmark: under write-back the landmark then waits for its block and both
+  // reach disk in one batch, so a crash never keeps a landmark whose block is lost.
   Status put_landmarks(const std::vector<BlockKey>& keys, const float* values, uint32_t dim);
   // Visits every stored landmark in key order, verifying each; a visitor error stops the scan.
   using LandmarkVisitor =

@@ -379,9 +379,6 @@ class BitFlippingDisk final : public DiskTier {
   }
   Result<bool> contains(const BlockKey& k) override { return inner_->contains(k); }
   Status erase_sequence(uint64_t s) override { return inner_->erase_sequence(s); }
-  Status put_landmarks(const std::vector<DiskRecord>& r) override {
-    return inner_->put_landmarks(r);
-  }
   Status scan_landmarks(const LandmarkVisitor& visit) override {
     return inner_->scan_landmarks(visit);
   }
