@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets of the on-disk decoders with clang (ASan + UBSan) and runs each for
+# LMKV_FUZZ_SECONDS seconds (default 60) from the seed corpus in tests/fuzz/corpus. New inputs
+# found go to a scratch copy of the corpus, not into the repository.
+#   scripts/fuzz.sh [target...]       # value_decoder landmark_decoder key_decoder
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${LMKV_FUZZ_SECONDS:-60}
+out=${LMKV_FUZZ_DIR:-build-fuzz}
+mkdir -p "$out"
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(value_decoder landmark_decoder key_decoder)
+sources="kvstore/status.cc kvstore/block.cc kvstore/key_codec.cc kvstore/value_codec.cc"
+flags="-std=c++17 -O1 -g -I. -Iinclude -Itests/fuzz -DFMT_HEADER_ONLY"
+for t in "${targets[@]}"; do
+  clang++ $flags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    "tests/fuzz/${t}_fuzz.cc" $sources -o "$out/${t}_fuzz"
+  rm -rf "$out/corpus-$t"
+  cp -r "tests/fuzz/corpus/$t" "$out/corpus-$t"
+  echo "fuzzing $t for ${seconds}s"
+  rc=0
+  "$out/${t}_fuzz" -max_total_time="$seconds" -print_final_stats=1 -artifact_prefix="$out/$t-" \
+    "$out/corpus-$t" > "$out/$t.log" 2>&1 || rc=$?
+  grep -E '^stat::number_of_executed_units' "$out/$t.log" || true
+  if [ $rc -ne 0 ]; then
+    echo "fuzz target $t failed (exit $rc); the input is in $out/$t-*:"
+    tail -30 "$out/$t.log"
+    exit $rc
+  fi
+done
