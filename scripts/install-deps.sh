@@ -2,7 +2,7 @@
 # Installs the Debian packages lmkv builds against, only those missing (apt-get; sudo when not root).
 set -euo pipefail
 packages=(
-  cmake ninja-build g++ pkg-config
+  cmake ninja-build g++ pkg-config clang libclang-rt-dev
   librocksdb-dev libfaiss-dev libopenblas-dev libomp-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev
