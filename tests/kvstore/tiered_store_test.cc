@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "faulty_disk.h"
 #include "kvstore/cuda_util.h"
 #include "kvstore/key_codec.h"
 #include "kvstore/value_codec.h"
@@ -364,46 +365,12 @@ TEST(TieredStore, BadInputGetsAClearError) {
   EXPECT_NE(reshaped.message().find("B=50 d=64 fp16"), std::string::npos) << reshaped.message();
 }
 
-// A disk tier wrapper that damages what it reads, as a failing disk would.
-class BitFlippingDisk final : public DiskTier {
- public:
-  explicit BitFlippingDisk(std::unique_ptr<DiskTier> inner) : inner_(std::move(inner)) {}
-  Status put(const std::vector<DiskRecord>& r) override { return inner_->put(r); }
-  void multi_get(const std::vector<BlockKey>& keys, const Visitor& visit) override {
-    inner_->multi_get(keys, [&](size_t i, const Status& s, std::string_view v) {
-      if (!s.ok() || keys[i].block_no % 2 == 0) return visit(i, s, v);
-      std::string damaged(v);
-      damaged[damaged.size() / 2] ^= 0x01;
-      visit(i, s, damaged);
-    });
-  }
-  Result<bool> contains(const BlockKey& k) override { return inner_->contains(k); }
-  Status erase_sequence(uint64_t s) override { return inner_->erase_sequence(s); }
-  Status scan_landmarks(const LandmarkVisitor& visit) override {
-    return inner_->scan_landmarks(visit);
-  }
-  Result<std::optional<std::string>> get_metadata(const std::string& n) override {
-    return inner_->get_metadata(n);
-  }
-  Status put_metadata(const std::string& n, const std::string& v) override {
-    return inner_->put_metadata(n, v);
-  }
-  Status sync() override { return inner_->sync(); }
-  Status compact() override { return inner_->compact(); }
-  Status close() override { return inner_->close(); }
-  bool direct_reads() const override { return inner_->direct_reads(); }
-
- private:
-  std::unique_ptr<DiskTier> inner_;
-};
-
 TEST(TieredStore, DamagedReadsFromAWrappedDiskAreCaught) {
   test::TempDir dir;
   StoreOptions options = test::test_store_options(dir.path(), 4);
-  options.open_disk = [](const DiskOptions& o) -> Result<std::unique_ptr<DiskTier>> {
-    LMKV_ASSIGN_OR_RETURN(auto inner, open_rocksdb_disk_tier(o));
-    return std::unique_ptr<DiskTier>(new BitFlippingDisk(std::move(inner)));
-  };
+  auto faults = std::make_shared<test::Faults>();
+  faults->flip_bit = [](const BlockKey& k) { return k.block_no % 2 == 1; };
+  options.open_disk = test::faulty_disk(faults);
   auto store = open_store(options);
   ASSERT_TRUE(store);
   const uint64_t seed = test::fresh_seed();
