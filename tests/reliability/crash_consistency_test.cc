@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "kvstore/tiered_store.h"
+#include "reliability/synced_log.h"
 #include "test_util.h"
 
 extern char** environ;
@@ -21,15 +22,6 @@ namespace {
 
 constexpr int kKills = 50;
 constexpr uint64_t kSyncEvery = 5;
-
-uint64_t last_synced(const std::string& log) {
-  FILE* f = std::fopen(log.c_str(), "r");
-  if (!f) return 0;
-  unsigned long long n = 0, last = 0;
-  while (std::fscanf(f, "%llu", &n) == 1) last = n;
-  std::fclose(f);
-  return last;
-}
 
 class CrashConsistency : public ::testing::TestWithParam<const char*> {};
 
@@ -65,7 +57,7 @@ TEST_P(CrashConsistency, SyncedBlocksSurviveSigkill) {
     ASSERT_TRUE(WIFSIGNALED(status))
         << "the writer stopped by itself (status " << status << "): see its stderr above";
 
-    const uint64_t synced = last_synced(log);
+    const uint64_t synced = test::last_synced(log);
     ASSERT_GE(synced, synced_before) << "the synced count went backwards";
     synced_before = synced;
     auto store = TieredStore::open(options);

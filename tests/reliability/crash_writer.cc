@@ -12,21 +12,12 @@
 #include <vector>
 
 #include "kvstore/tiered_store.h"
+#include "reliability/synced_log.h"
 #include "test_util.h"
 
 namespace {
 
 constexpr uint32_t kLandmarkDim = 8;
-
-// The last durable count in the log (0 when there is none).
-uint64_t last_synced(const std::string& log) {
-  FILE* f = std::fopen(log.c_str(), "r");
-  if (!f) return 0;
-  unsigned long long n = 0, last = 0;
-  while (std::fscanf(f, "%llu", &n) == 1) last = n;
-  std::fclose(f);
-  return last;
-}
 
 int fail(const lmkv::Status& s) {
   std::fprintf(stderr, "crash_writer: %s\n", s.to_string().c_str());
@@ -48,7 +39,7 @@ int main(int argc, char** argv) {
   if (!store.ok()) return fail(store.status());
   const int log_fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600);
   if (log_fd < 0) return 4;
-  for (uint64_t b = last_synced(log);; ++b) {
+  for (uint64_t b = lmkv::test::last_synced(log);; ++b) {
     const lmkv::BlockKey key{7, 0, 0, b};
     auto present = (*store)->contains(key);
     if (!present.ok()) return fail(present.status());
