@@ -129,7 +129,8 @@ class TieredStore {
   // call, naming them, and leave nothing pinned.
   Result<PageIn> page_in(const std::vector<BlockKey>& keys, PageInTarget target,
                          CUstream_st* stream = nullptr);
-  // page_in on a store worker thread, for callers that overlap it with other host work.
+  // page_in on another thread, for callers that overlap it with other host work. The store must
+  // outlive the future.
   std::future<Result<PageIn>> page_in_async(std::vector<BlockKey> keys, PageInTarget target,
                                             CUstream_st* stream = nullptr);
 
