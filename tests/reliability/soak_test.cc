@@ -94,8 +94,11 @@ TEST(Soak, ManyThreadsIngestReadAndEraseWithoutLossOrGrowth) {
   RecordProperty("rounds", std::to_string(rounds.load()));
   RecordProperty("resident_growth_mb", std::to_string(growth_mb));
   EXPECT_GT(rounds.load(), uint64_t{kThreads});
-  // Flat: the memtable (64 MB) and index cache (32 MB) bound what RocksDB may still add.
+  // Flat: the memtable (64 MB) and index cache (32 MB) bound what RocksDB may still add. Under
+  // AddressSanitizer freed memory sits in its quarantine, so resident size says nothing there.
+#ifndef __SANITIZE_ADDRESS__
   EXPECT_LT(growth_mb, 96.0) << "resident memory kept growing after warm-up";
+#endif
 }
 
 }  // namespace
