@@ -143,7 +143,8 @@ Result<std::vector<float>> decode_landmark_value(const BlockKey& key, std::strin
   const uint64_t version = get_le(h + 4, 2);
   const uint64_t dim = get_le(h + 8, 4);
   const size_t bytes = dim * sizeof(float);
-  if (version != kValueFormatVersion || stored.size() != kLandmarkHeaderBytes + bytes) {
+  // dim 0 is never written (a landmark has values), so a stored 0 is damage however it checksums.
+  if (version != kValueFormatVersion || dim == 0 || stored.size() != kLandmarkHeaderBytes + bytes) {
     return Status::Corruption(fmt::format(
         "landmark of block {} on disk has version {} and {} bytes for dim {} (truncated?)", where(),
         version, stored.size(), dim));

@@ -81,6 +81,33 @@ TEST_P(ValueCodec, ValueUnderAnotherKeyOrShapeIsCorruption) {
   EXPECT_NE(s.message().find("shape"), std::string::npos) << s.message();
 }
 
+// Found by the landmark decoder fuzzer: a header that claims dim 0 with a checksum that matches.
+// Refused as damage (no landmark has zero values), not decoded into an empty key.
+TEST(LandmarkCodec, ZeroDimensionIsCorruptionEvenWithAMatchingChecksum) {
+  const unsigned char bytes[] = {0x4c, 0x4d, 0x4b, 0x4c, 0x01, 0x00, 0x00, 0x00,
+                                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3f, 0xc0,
+                                 0x4a, 0x8d, 0x33, 0xae, 0x45, 0xae, 0xa5, 0x73};
+  const std::string_view stored(reinterpret_cast<const char*>(bytes), sizeof(bytes));
+  Result<std::vector<float>> values = decode_landmark_value({3, 1, 2, 99}, stored);
+  EXPECT_EQ(values.status().code(), StatusCode::kCorruption);
+}
+
+TEST(LandmarkCodec, RoundTripsAndDetectsFlips) {
+  const BlockKey key{8, 2, 1, 5};
+  const std::vector<float> landmark = {0.5f, -1.25f, 3.0f, 1e-3f, -7.0f, 2.0f, 0.0f, 9.5f};
+  std::string stored;
+  encode_landmark_value(key, landmark.data(), 8, &stored);
+  Result<std::vector<float>> back = decode_landmark_value(key, stored);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, landmark);
+  for (size_t i = 0; i < stored.size(); ++i) {
+    std::string damaged = stored;
+    damaged[i] ^= 0x20;
+    EXPECT_EQ(decode_landmark_value(key, damaged).status().code(), StatusCode::kCorruption) << i;
+  }
+  EXPECT_EQ(decode_landmark_value({8, 2, 1, 6}, stored).status().code(), StatusCode::kCorruption);
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, ValueCodec,
                          ::testing::Values(BlockShape{50, 128, DType::kFloat16},
                                            BlockShape{50, 128, DType::kBFloat16},
