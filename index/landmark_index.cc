@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "kvstore/block.h"
+
 namespace lmkv {
 
 std::string HeadKey::to_string() const {
@@ -12,9 +14,7 @@ std::string HeadKey::to_string() const {
 }
 
 size_t HeadKeyHash::operator()(const HeadKey& key) const {
-  uint64_t h = key.sequence * 0x9E3779B97F4A7C15ull;
-  h ^= (uint64_t{key.layer} << 32 | key.kv_head) * 0xC2B2AE3D27D4EB4Full;
-  return static_cast<size_t>(h ^ (h >> 29));
+  return BlockKeyHash()({key.sequence, key.layer, key.kv_head, 0});
 }
 
 Status validate_search(const SearchRequest& r, uint32_t dim) {
