@@ -62,15 +62,7 @@ std::string FaissCpuIndex::name() const {
 Status FaissCpuIndex::add(const HeadKey& key, const uint64_t* block_nos, const float* keys,
                           size_t n) {
   if (n == 0) return Status::Ok();
-  if (block_nos == nullptr || keys == nullptr) {
-    return Status::InvalidArgument("add to " + key.to_string() + " with null blocks or keys");
-  }
-  for (size_t i = 0; i < n * options_.dim; ++i) {
-    if (!std::isfinite(keys[i])) {
-      return Status::InvalidArgument(fmt::format("landmark key of block {} of {} is not finite",
-                                                 block_nos[i / options_.dim], key.to_string()));
-    }
-  }
+  LMKV_RETURN_IF_ERROR(validate_add(key, block_nos, keys, n, options_.dim));
   std::unique_lock<std::shared_mutex> lock(mu_);
   std::unique_ptr<Head>& slot = heads_[key];
   if (!slot) slot = std::make_unique<Head>();

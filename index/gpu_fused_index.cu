@@ -32,17 +32,9 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
 
   Status add(const HeadKey& key, const uint64_t* block_nos, const float* keys, size_t n) override {
     if (n == 0) return Status::Ok();
-    if (block_nos == nullptr || keys == nullptr) {
-      return Status::InvalidArgument("add to " + key.to_string() + " with null blocks or keys");
-    }
+    LMKV_RETURN_IF_ERROR(validate_add(key, block_nos, keys, n, options_.dim));
     std::vector<__half> halves(n * options_.dim);
-    for (size_t i = 0; i < halves.size(); ++i) {
-      if (!std::isfinite(keys[i])) {
-        return Status::InvalidArgument(fmt::format("landmark key of block {} of {} is not finite",
-                                                   block_nos[i / options_.dim], key.to_string()));
-      }
-      halves[i] = __float2half(keys[i]);
-    }
+    for (size_t i = 0; i < halves.size(); ++i) halves[i] = __float2half(keys[i]);
     std::lock_guard<std::mutex> lock(mu_);
     LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.cuda_device));
     auto found = heads_.find(key);

@@ -36,4 +36,18 @@ Status validate_search(const SearchRequest& r, uint32_t dim) {
   return Status::Ok();
 }
 
+Status validate_add(const HeadKey& head, const uint64_t* block_nos, const float* keys, size_t n,
+                    uint32_t dim) {
+  if (block_nos == nullptr || keys == nullptr) {
+    return Status::InvalidArgument("add to " + head.to_string() + " with null blocks or keys");
+  }
+  for (size_t i = 0; i < n * dim; ++i) {
+    if (!std::isfinite(keys[i])) {
+      return Status::InvalidArgument(fmt::format("landmark key of block {} of {} is not finite",
+                                                 block_nos[i / dim], head.to_string()));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace lmkv

@@ -72,4 +72,8 @@ class LandmarkIndex {
 // Checks what every backend requires of a request: known heads, finite queries, k >= 1.
 Status validate_search(const SearchRequest& request, uint32_t dim);
 
+// Checks what every backend requires of an add of n > 0 keys: non-null arrays, finite keys.
+Status validate_add(const HeadKey& head, const uint64_t* block_nos, const float* keys, size_t n,
+                    uint32_t dim);
+
 }  // namespace lmkv

@@ -8,10 +8,8 @@ namespace lmkv {
 Status add_landmarks(TieredStore& store, LandmarkIndex& index, const HeadKey& head,
                      const uint64_t* block_nos, const float* keys, size_t n) {
   if (n == 0) return Status::Ok();
-  if (block_nos == nullptr || keys == nullptr) {
-    return Status::InvalidArgument("add_landmarks to " + head.to_string() +
-                                   " with null blocks or keys");
-  }
+  // Checked before anything is stored: a key the index would refuse never reaches disk.
+  LMKV_RETURN_IF_ERROR(validate_add(head, block_nos, keys, n, index.dim()));
   std::vector<BlockKey> block_keys(n);
   for (size_t i = 0; i < n; ++i) {
     block_keys[i] = {head.sequence, head.layer, head.kv_head, block_nos[i]};
