@@ -49,6 +49,27 @@ Result<std::vector<uint32_t>> select_blocks_per_token(const float* query, const 
   return top_k(rank, k);
 }
 
+Result<std::vector<uint32_t>> select_blocks_from_chunk_scores(const std::vector<double>& scores,
+                                                              size_t count, size_t n, uint32_t k,
+                                                              double scale) {
+  if (k == 0) return Status::InvalidArgument("block selection with k=0");
+  if (count == 0 || scores.size() != count * n) {
+    return Status::InvalidArgument(
+        fmt::format("chunk block selection with {} scores for {} queries x {} blocks",
+                    scores.size(), count, n));
+  }
+  // A block ranks by the largest probability any query's softmax over all blocks gives it.
+  std::vector<double> rank(n, 0.0), probs(n);
+  for (size_t q = 0; q < count; ++q) {
+    for (size_t b = 0; b < n; ++b) probs[b] = scale * scores[q * n + b];
+    const double top = n ? *std::max_element(probs.begin(), probs.end()) : 0.0;
+    double sum = 0;
+    for (double& p : probs) sum += (p = std::exp(p - top));
+    for (size_t b = 0; b < n; ++b) rank[b] = std::max(rank[b], probs[b] / sum);
+  }
+  return top_k(rank, k);
+}
+
 Result<std::vector<uint32_t>> select_blocks_per_chunk(const float* queries, size_t count,
                                                       const HeadBlocks& blocks, uint32_t k,
                                                       double scale) {
@@ -56,16 +77,13 @@ Result<std::vector<uint32_t>> select_blocks_per_chunk(const float* queries, size
   if (queries == nullptr || count == 0) {
     return Status::InvalidArgument("chunk block selection with no queries");
   }
-  std::vector<double> rank(blocks.count, 0.0), scores(blocks.count);
+  std::vector<double> scores(count * blocks.count);
   for (size_t q = 0; q < count; ++q) {
-    const float* query = queries + q * blocks.dim;
-    for (size_t b = 0; b < blocks.count; ++b) scores[b] = scale * landmark_score(query, blocks, b);
-    const double top = blocks.count ? *std::max_element(scores.begin(), scores.end()) : 0.0;
-    double sum = 0;
-    for (double& s : scores) sum += (s = std::exp(s - top));
-    for (size_t b = 0; b < blocks.count; ++b) rank[b] = std::max(rank[b], scores[b] / sum);
+    for (size_t b = 0; b < blocks.count; ++b) {
+      scores[q * blocks.count + b] = landmark_score(queries + q * blocks.dim, blocks, b);
+    }
   }
-  return top_k(rank, k);
+  return select_blocks_from_chunk_scores(scores, count, blocks.count, k, scale);
 }
 
 }  // namespace lmkv

@@ -26,4 +26,10 @@ Result<std::vector<uint32_t>> select_blocks_per_chunk(const float* queries, size
                                                       const HeadBlocks& blocks, uint32_t k,
                                                       double scale);
 
+// Offload mode from scores already computed: scores[q * n + b] is query q's unscaled landmark
+// score of block b (n blocks). Same ranking as select_blocks_per_chunk; block numbers are 0..n-1.
+Result<std::vector<uint32_t>> select_blocks_from_chunk_scores(const std::vector<double>& scores,
+                                                              size_t count, size_t n, uint32_t k,
+                                                              double scale);
+
 }  // namespace lmkv

@@ -17,7 +17,7 @@ double dot(const float* a, const float* b, uint32_t d) {
 }
 
 Status check_inputs(const float* query, const LocalWindow& local, const HeadBlocks& blocks,
-                    const std::vector<uint32_t>& selected) {
+                    const std::vector<uint32_t>& selected, bool need_landmarks) {
   if (query == nullptr) return Status::InvalidArgument("grouped softmax with a null query");
   if (blocks.dim == 0) return Status::InvalidArgument("grouped softmax with dim=0");
   if (local.tokens > 0 && (local.keys == nullptr || local.values == nullptr)) {
@@ -28,7 +28,7 @@ Status check_inputs(const float* query, const LocalWindow& local, const HeadBloc
     return Status::InvalidArgument("grouped softmax over nothing: no local tokens, no blocks");
   }
   if (!selected.empty() && (blocks.block_tokens == 0 || blocks.keys == nullptr ||
-                            blocks.values == nullptr || blocks.landmarks == nullptr)) {
+                            blocks.values == nullptr || (need_landmarks && blocks.landmarks == nullptr))) {
     return Status::InvalidArgument("selected blocks with B=0 or null keys, values or landmarks");
   }
   std::vector<uint32_t> sorted = selected;
@@ -45,18 +45,25 @@ Status check_inputs(const float* query, const LocalWindow& local, const HeadBloc
   return Status::Ok();
 }
 
-}  // namespace
-
-Status grouped_softmax_weights(const float* query, const LocalWindow& local,
-                               const HeadBlocks& blocks, const std::vector<uint32_t>& selected,
-                               double scale, std::vector<double>* weights) {
-  LMKV_RETURN_IF_ERROR(check_inputs(query, local, blocks, selected));
+// Weights of every value used, with the selected landmarks' unscaled scores given or (null)
+// computed from blocks.landmarks.
+Status weights(const float* query, const LocalWindow& local, const HeadBlocks& blocks,
+               const std::vector<uint32_t>& selected, const std::vector<double>* landmark_scores,
+               double scale, std::vector<double>* weights) {
+  LMKV_RETURN_IF_ERROR(check_inputs(query, local, blocks, selected, landmark_scores == nullptr));
+  if (landmark_scores != nullptr && landmark_scores->size() != selected.size()) {
+    return Status::InvalidArgument(fmt::format("{} landmark scores for {} selected blocks",
+                                               landmark_scores->size(), selected.size()));
+  }
   const uint32_t d = blocks.dim, B = blocks.block_tokens;
   // Main group: local tokens, then the selected landmarks.
   std::vector<double> main(local.tokens + selected.size());
   for (size_t j = 0; j < local.tokens; ++j) main[j] = scale * dot(query, local.keys + j * d, d);
   for (size_t b = 0; b < selected.size(); ++b) {
-    main[local.tokens + b] = scale * dot(query, blocks.landmarks + size_t(selected[b]) * d, d);
+    main[local.tokens + b] =
+        scale * (landmark_scores != nullptr
+                     ? (*landmark_scores)[b]
+                     : dot(query, blocks.landmarks + size_t(selected[b]) * d, d));
   }
   const double main_max = *std::max_element(main.begin(), main.end());
   double main_sum = 0;
@@ -79,12 +86,10 @@ Status grouped_softmax_weights(const float* query, const LocalWindow& local,
   return Status::Ok();
 }
 
-Status grouped_softmax_reference(const float* query, const LocalWindow& local,
-                                 const HeadBlocks& blocks, const std::vector<uint32_t>& selected,
-                                 double scale, double* out) {
-  if (out == nullptr) return Status::InvalidArgument("grouped softmax with a null output");
-  std::vector<double> weights;
-  LMKV_RETURN_IF_ERROR(grouped_softmax_weights(query, local, blocks, selected, scale, &weights));
+// out = sum of weight * value over the local tokens and the selected blocks' tokens.
+Status accumulate_values(const LocalWindow& local, const HeadBlocks& blocks,
+                         const std::vector<uint32_t>& selected, const std::vector<double>& weights,
+                         double* out) {
   const uint32_t d = blocks.dim, B = blocks.block_tokens;
   std::fill(out, out + d, 0.0);
   auto accumulate = [&](double w, const float* v) {
@@ -98,6 +103,33 @@ Status grouped_softmax_reference(const float* query, const LocalWindow& local,
     }
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status grouped_softmax_weights(const float* query, const LocalWindow& local,
+                               const HeadBlocks& blocks, const std::vector<uint32_t>& selected,
+                               double scale, std::vector<double>* out) {
+  return weights(query, local, blocks, selected, nullptr, scale, out);
+}
+
+Status grouped_softmax_reference(const float* query, const LocalWindow& local,
+                                 const HeadBlocks& blocks, const std::vector<uint32_t>& selected,
+                                 double scale, double* out) {
+  if (out == nullptr) return Status::InvalidArgument("grouped softmax with a null output");
+  std::vector<double> w;
+  LMKV_RETURN_IF_ERROR(weights(query, local, blocks, selected, nullptr, scale, &w));
+  return accumulate_values(local, blocks, selected, w, out);
+}
+
+Status grouped_softmax_scored(const float* query, const LocalWindow& local,
+                              const HeadBlocks& blocks, const std::vector<uint32_t>& selected,
+                              const std::vector<double>& landmark_scores, double scale,
+                              double* out) {
+  if (out == nullptr) return Status::InvalidArgument("grouped softmax with a null output");
+  std::vector<double> w;
+  LMKV_RETURN_IF_ERROR(weights(query, local, blocks, selected, &landmark_scores, scale, &w));
+  return accumulate_values(local, blocks, selected, w, out);
 }
 
 }  // namespace lmkv

@@ -38,6 +38,14 @@ Status grouped_softmax_reference(const float* query, const LocalWindow& local,
                                  const HeadBlocks& blocks, const std::vector<uint32_t>& selected,
                                  double scale, double* out);
 
+// The same with each selected block's landmark score (q . l, unscaled) given, in `selected` order,
+// instead of computed from blocks.landmarks (which may then be null): the scores an index search
+// returned.
+Status grouped_softmax_scored(const float* query, const LocalWindow& local,
+                              const HeadBlocks& blocks, const std::vector<uint32_t>& selected,
+                              const std::vector<double>& landmark_scores, double scale,
+                              double* out);
+
 // The same, returning the weight of every value it uses instead of the output: the current
 // block's tokens first, then each selected block's B tokens in `selected` order. They sum to 1.
 Status grouped_softmax_weights(const float* query, const LocalWindow& local,

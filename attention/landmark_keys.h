@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kvstore/block.h"
+#include "kvstore/dtype_convert.h"  // to_floats, for readers of block payloads
 #include "lmkv/status.h"
 
 namespace lmkv {
@@ -23,8 +24,5 @@ Status mean_landmark(const float* keys, size_t tokens, uint32_t dim, float* out)
 // falls back to the mean key.
 Status representative_landmark(const float* keys, size_t tokens, uint32_t dim, const float* queries,
                                size_t count, float* out);
-
-// Reads n fp16 or bf16 values as floats (block payloads are stored in those).
-Status to_floats(const void* src, DType dtype, size_t n, float* out);
 
 }  // namespace lmkv

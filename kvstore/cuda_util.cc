@@ -32,15 +32,25 @@ Status CudaEvent::create() {
   return Status::Ok();
 }
 
-DeviceBuffer::~DeviceBuffer() {
-  if (data_) cudaFree(data_);
+DeviceBuffer::~DeviceBuffer() { release(); }
+
+void DeviceBuffer::release() {
+  if (data_ == nullptr) return;
+  if (kind_ == Kind::kDevice) {
+    cudaFree(data_);
+  } else {
+    cudaFreeHost(data_);
+  }
+  data_ = nullptr;
+  bytes_ = 0;
 }
 
 DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept { *this = std::move(other); }
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
   if (this != &other) {
-    if (data_) cudaFree(data_);
+    release();
+    kind_ = other.kind_;
     data_ = other.data_;
     bytes_ = other.bytes_;
     other.data_ = nullptr;
@@ -52,8 +62,12 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
 Status DeviceBuffer::reserve(size_t bytes) {
   if (bytes <= bytes_) return Status::Ok();
   void* fresh = nullptr;
-  LMKV_CUDA_RETURN_IF_ERROR(cudaMalloc(&fresh, bytes));
-  if (data_) cudaFree(data_);
+  if (kind_ == Kind::kDevice) {
+    LMKV_CUDA_RETURN_IF_ERROR(cudaMalloc(&fresh, bytes));
+  } else {
+    LMKV_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&fresh, bytes, cudaHostAllocDefault));
+  }
+  release();
   data_ = fresh;
   bytes_ = bytes;
   return Status::Ok();

@@ -38,10 +38,12 @@ class CudaEvent {
   cudaEvent_t event_ = nullptr;
 };
 
-// Owns one cudaMalloc allocation; grows by reallocating (contents are not kept).
+// Owns one cudaMalloc allocation (or, made with kPinnedHost, one cudaHostAlloc allocation: host
+// memory that copies reach asynchronously); grows by reallocating (contents are not kept).
 class DeviceBuffer {
  public:
-  DeviceBuffer() = default;
+  enum class Kind { kDevice, kPinnedHost };
+  explicit DeviceBuffer(Kind kind = Kind::kDevice) : kind_(kind) {}
   ~DeviceBuffer();
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
@@ -53,6 +55,9 @@ class DeviceBuffer {
   size_t bytes() const { return bytes_; }
 
  private:
+  void release();
+
+  Kind kind_ = Kind::kDevice;
   void* data_ = nullptr;
   size_t bytes_ = 0;
 };

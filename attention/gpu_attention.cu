@@ -1,0 +1,105 @@
+// Host side of the landmark attention kernels: checks, the split of rows over warps, dispatch on
+// dtype and head dim, and the partial-state scratch.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "attention/gpu_attention.h"
+#include "attention/gpu_attention_args.h"
+#include "attention/kernels/landmark_attention.cuh"
+#include "kvstore/cuda_util.h"
+
+namespace lmkv {
+
+struct GpuAttention::Scratch {
+  DeviceBuffer partial;
+  int device = -1;
+  int sm_count = 0;
+};
+
+GpuAttention::GpuAttention() : scratch_(std::make_unique<Scratch>()) {}
+GpuAttention::~GpuAttention() = default;
+
+namespace {
+
+constexpr int kThreads = 128;  // 4 warps per CTA
+
+template <typename T, int D>
+Status launch(const kernels::AttentionParams& p, cudaStream_t stream) {
+  const int64_t warps = int64_t(p.rows) * p.parts;
+  const int64_t ctas = (warps * 32 + kThreads - 1) / kThreads;
+  kernels::landmark_attention_parts<T, D><<<unsigned(ctas), kThreads, 0, stream>>>(p);
+  LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (p.parts > 1) {
+    kernels::landmark_attention_merge<D><<<unsigned(p.rows), D, 0, stream>>>(p);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, cudaStream_t stream) {
+  switch (dim) {
+    case 64: return launch<T, 64>(p, stream);
+    case 128: return launch<T, 128>(p, stream);
+    default: return launch<T, 256>(p, stream);
+  }
+}
+
+}  // namespace
+
+Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
+  LMKV_RETURN_IF_ERROR(validate_gpu_attention_args(a));
+  Scratch& s = *scratch_;
+  int device = 0;
+  LMKV_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  if (device != s.device) {
+    LMKV_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&s.sm_count, cudaDevAttrMultiProcessorCount, device));
+    s.device = device;
+  }
+
+  kernels::AttentionParams p;
+  p.rows = int32_t(a.tokens * a.heads);
+  p.heads = int32_t(a.heads);
+  p.group = int32_t(a.heads / a.kv_heads);
+  p.tokens = int32_t(a.tokens);
+  p.block_tokens = int32_t(a.block_tokens);
+  p.window_tokens = int32_t(a.window_tokens);
+  p.window_stride = int32_t(a.window_stride_tokens ? a.window_stride_tokens : a.window_tokens);
+  // Window tokens are taken in runs of about a block, so a block and a run cost a warp alike.
+  p.local_chunk = int32_t(std::max(a.block_tokens, 16u));
+  p.queries = a.queries;
+  p.window_keys = a.window_keys;
+  p.window_values = a.window_values;
+  p.slot_base = a.slot_base;
+  p.payload_bytes = int64_t(2) * a.block_tokens * a.dim * dtype_bytes(a.dtype);
+  p.indptr = a.indptr;
+  p.slots = a.slots;
+  p.landmark_scores = a.landmark_scores;
+  p.block_nos = a.block_nos;
+  p.scale = a.scale > 0 ? a.scale : float(1.0 / std::sqrt(double(a.dim)));
+  p.rope = a.rope.mode == RopeMode::kStored     ? kernels::kRopeStored
+           : a.rope.mode == RopeMode::kRemapped ? kernels::kRopeRemapped
+                                                : kernels::kRopeNone;
+  p.rope_theta = a.rope.theta;
+  p.window_start = a.window_start;
+  p.out = a.out;
+
+  // Enough warps to fill the GPU a few times over: a row's items are split over `parts` warps
+  // when rows alone are too few (decode), never more parts than a row has items.
+  const int64_t max_items =
+      int64_t(a.max_blocks_per_row) + (a.window_tokens + p.local_chunk - 1) / p.local_chunk;
+  const int64_t target_warps = int64_t(s.sm_count) * 64;
+  p.parts = int32_t(std::clamp<int64_t>((target_warps + p.rows - 1) / p.rows, 1, max_items));
+  if (p.parts > 1) {
+    LMKV_RETURN_IF_ERROR(
+        s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
+    p.partial = static_cast<float*>(s.partial.get());
+  }
+  if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, stream);
+  return launch_dim<__nv_bfloat16>(p, a.dim, stream);
+}
+
+}  // namespace lmkv

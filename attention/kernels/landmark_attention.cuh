@@ -1,0 +1,232 @@
+// Landmark attention kernels: the paper's grouped softmax over retrieved blocks plus the causal
+// local window, for every (query token, query head) row of a layer at once. Decode (one token) and
+// chunked prefill (many) are the same kernels; only the row count differs.
+//
+// The grouped softmax factors into a flat online softmax over "items": a local-window token is an
+// item with score s*q.k and value v; a retrieved block is an item with score s*q.l (its landmark)
+// and value o_b, the block's own softmax-weighted mean of its values. One warp evaluates items one
+// after another with online softmax (nothing materialised); a row's items are spread over `parts`
+// warps, whose partial states a second kernel merges. Heads of d = 64, 128 or 256: each lane holds
+// d/32 consecutive dimensions, so a key row is one coalesced warp load.
+//
+// Free of allocation and I/O: the host side (attention/gpu_attention.cu) owns memory and dispatch.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace lmkv {
+namespace kernels {
+
+enum RopeKind : int32_t { kRopeNone = 0, kRopeStored = 1, kRopeRemapped = 2 };
+
+struct AttentionParams {
+  int32_t rows = 0;   // tokens * heads; row = token * heads + head
+  int32_t heads = 0;  // query heads
+  int32_t group = 1;  // query heads per KV head
+  int32_t tokens = 0;
+  int32_t block_tokens = 0;   // B
+  int32_t window_tokens = 0;  // per KV head; the last `tokens` are the chunk's own
+  int32_t window_stride = 0;  // window row stride in tokens (>= window_tokens)
+  int32_t local_chunk = 0;    // window tokens per item
+  const void* queries = nullptr;        // [tokens][heads][d]
+  const void* window_keys = nullptr;    // [kv_heads][window_stride][d]
+  const void* window_values = nullptr;  // [kv_heads][window_stride][d]
+  const char* slot_base = nullptr;      // block payload of slot s: slot_base + s * payload_bytes
+  int64_t payload_bytes = 0;            // K[B][d] then V[B][d]
+  const int32_t* indptr = nullptr;      // [rows + 1]: row r's blocks are entries indptr[r]..
+  const int32_t* slots = nullptr;       // [entries]
+  const float* landmark_scores = nullptr;  // [entries]: q.l, unscaled
+  const int64_t* block_nos = nullptr;      // [entries]: for stored-position RoPE
+  float scale = 0;
+  int32_t rope = kRopeNone;
+  float rope_theta = 10000.f;
+  int64_t window_start = 0;  // position of window token 0
+  int32_t parts = 1;         // warps per row
+  float* partial = nullptr;  // [rows][parts][d + 2] when parts > 1: m, z, then acc[d]
+  float* out = nullptr;      // [tokens][heads][d]
+};
+
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+// L consecutive elements of a row, as one vector load.
+template <typename T, int L>
+struct alignas(sizeof(T) * L) Lanes {
+  T v[L];
+};
+
+template <typename T, int L>
+__device__ __forceinline__ void load_lanes(const T* src, float (&dst)[L]) {
+  const Lanes<T, L> x = *reinterpret_cast<const Lanes<T, L>*>(src);
+#pragma unroll
+  for (int i = 0; i < L; ++i) dst[i] = to_float(x.v[i]);
+}
+
+// Rotary encoding (rotate-half pairing: dimension i with i + d/2, frequency theta^(-2i/d)).
+// Lane l holds dims [l*L, l*L+L); its partners live in lane l ^ 16. Angles are reduced in double:
+// at a million positions a float angle would be off by whole hundredths of a radian.
+template <int L>
+struct Rope {
+  double inv_freq[L];
+  bool low;
+
+  __device__ Rope(float theta, int lane) : low(lane < 16) {
+    constexpr int kDim = 32 * L;
+#pragma unroll
+    for (int i = 0; i < L; ++i) {
+      const int pair = (lane % 16) * L + i;  // index within the first half
+      inv_freq[i] = exp(-2.0 * pair / kDim * log(double(theta)));
+    }
+  }
+
+  __device__ __forceinline__ void rotate(float (&x)[L], int64_t position) const {
+#pragma unroll
+    for (int i = 0; i < L; ++i) {
+      const float partner = __shfl_xor_sync(0xffffffffu, x[i], 16);
+      double angle = double(position) * inv_freq[i];
+      angle -= floor(angle * (0.5 / M_PI)) * (2.0 * M_PI);
+      float s, c;
+      sincosf(float(angle), &s, &c);
+      x[i] = low ? x[i] * c - partner * s : x[i] * c + partner * s;
+    }
+  }
+};
+
+template <int L>
+__device__ __forceinline__ float warp_dot(const float (&a)[L], const float (&b)[L]) {
+  float s = 0;
+#pragma unroll
+  for (int i = 0; i < L; ++i) s = fmaf(a[i], b[i], s);
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) s += __shfl_xor_sync(0xffffffffu, s, offset);
+  // Every lane takes lane 0's sum so all lanes branch alike below.
+  return __shfl_sync(0xffffffffu, s, 0);
+}
+
+// Online softmax state: running max m, sum z of exp(score - m), and acc of exp(score - m) * value.
+template <int L>
+struct Softmax {
+  float m = -INFINITY;
+  float z = 0;
+  float acc[L] = {};
+
+  __device__ __forceinline__ void add(float score, const float (&value)[L]) {
+    if (score > m) {
+      const float c = __expf(m - score);
+      z = z * c + 1.f;
+#pragma unroll
+      for (int i = 0; i < L; ++i) acc[i] = fmaf(acc[i], c, value[i]);
+      m = score;
+    } else {
+      const float p = __expf(score - m);
+      z += p;
+#pragma unroll
+      for (int i = 0; i < L; ++i) acc[i] = fmaf(p, value[i], acc[i]);
+    }
+  }
+};
+
+// One warp per (row, part): the part's items of the row, then its partial state (or, with one
+// part, the row's output).
+template <typename T, int D>
+__global__ void __launch_bounds__(128) landmark_attention_parts(AttentionParams p) {
+  constexpr int L = D / 32;
+  const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= int64_t(p.rows) * p.parts) return;
+  const int row = int(warp / p.parts), part = int(warp % p.parts);
+  const int t = row / p.heads, h = row % p.heads, g = h / p.group;
+
+  // Query t is window token (window_tokens - tokens + t) and sees the window up to itself.
+  const int own = p.window_tokens - p.tokens + t;
+  const bool rope = p.rope != kRopeNone;
+  const Rope<L> rotary(p.rope_theta, lane);
+  float q[L];
+  load_lanes<T, L>(static_cast<const T*>(p.queries) + int64_t(row) * D + lane * L, q);
+  if (rope) rotary.rotate(q, p.window_start + own);
+#pragma unroll
+  for (int i = 0; i < L; ++i) q[i] *= p.scale;
+
+  const int first = p.indptr[row];
+  const int blocks = p.indptr[row + 1] - first;
+  const int visible = own + 1;
+  const int items = blocks + (visible + p.local_chunk - 1) / p.local_chunk;
+  const T* window_k = static_cast<const T*>(p.window_keys) + int64_t(g) * p.window_stride * D;
+  const T* window_v = static_cast<const T*>(p.window_values) + int64_t(g) * p.window_stride * D;
+
+  Softmax<L> main;
+  for (int item = part; item < items; item += p.parts) {
+    if (item < blocks) {
+      // A retrieved block: its own softmax, entering the main group as one value, o_b.
+      const int e = first + item;
+      const T* k = reinterpret_cast<const T*>(p.slot_base + int64_t(p.slots[e]) * p.payload_bytes);
+      const T* v = k + int64_t(p.block_tokens) * D;
+      // Remapped blocks sit, in entry order, right before the window.
+      const int64_t position0 = p.rope == kRopeStored
+                                    ? p.block_nos[e] * p.block_tokens
+                                    : p.window_start - int64_t(blocks - item) * p.block_tokens;
+      Softmax<L> inner;
+      for (int j = 0; j < p.block_tokens; ++j) {
+        float kj[L], vj[L];
+        load_lanes<T, L>(k + int64_t(j) * D + lane * L, kj);
+        load_lanes<T, L>(v + int64_t(j) * D + lane * L, vj);
+        if (rope) rotary.rotate(kj, position0 + j);
+        inner.add(warp_dot<L>(q, kj), vj);
+      }
+      float block_value[L];
+#pragma unroll
+      for (int i = 0; i < L; ++i) block_value[i] = inner.acc[i] / inner.z;
+      main.add(p.landmark_scores[e] * p.scale, block_value);
+    } else {
+      // Window tokens enter the main group directly.
+      const int j0 = (item - blocks) * p.local_chunk;
+      const int j1 = min(visible, j0 + p.local_chunk);
+      for (int j = j0; j < j1; ++j) {
+        float kj[L], vj[L];
+        load_lanes<T, L>(window_k + int64_t(j) * D + lane * L, kj);
+        load_lanes<T, L>(window_v + int64_t(j) * D + lane * L, vj);
+        if (rope) rotary.rotate(kj, p.window_start + j);
+        main.add(warp_dot<L>(q, kj), vj);
+      }
+    }
+  }
+
+  if (p.parts == 1) {
+    float* out = p.out + int64_t(row) * D + lane * L;
+#pragma unroll
+    for (int i = 0; i < L; ++i) out[i] = main.acc[i] / main.z;
+    return;
+  }
+  float* partial = p.partial + warp * (D + 2);
+  if (lane == 0) {
+    partial[0] = main.m;
+    partial[1] = main.z;
+  }
+#pragma unroll
+  for (int i = 0; i < L; ++i) partial[2 + lane * L + i] = main.acc[i];
+}
+
+// One block of D threads per row: merges the row's partial states (parts without items hold
+// m = -inf, z = 0 and weigh nothing).
+template <int D>
+__global__ void __launch_bounds__(D) landmark_attention_merge(AttentionParams p) {
+  const int row = blockIdx.x, i = threadIdx.x;
+  const float* partial = p.partial + int64_t(row) * p.parts * (D + 2);
+  float m = -INFINITY;
+  for (int s = 0; s < p.parts; ++s) m = fmaxf(m, partial[s * (D + 2)]);
+  float z = 0, acc = 0;
+  for (int s = 0; s < p.parts; ++s) {
+    const float* part = partial + s * (D + 2);
+    if (part[1] == 0.f) continue;
+    const float w = __expf(part[0] - m);
+    z = fmaf(part[1], w, z);
+    acc = fmaf(part[2 + i], w, acc);
+  }
+  p.out[int64_t(row) * D + i] = acc / z;
+}
+
+}  // namespace kernels
+}  // namespace lmkv
