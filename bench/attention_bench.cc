@@ -1,0 +1,283 @@
+// How long does one layer of landmark attention take on the GPU? 32 heads x 128, fp16, B = 50,
+// k = 32, contexts of 32k, 128k and 1M tokens: decode (one query per head) and a 512-query
+// prefill chunk over blocks resident in HBM (page table given), beside a dense attention over the
+// whole KV cache in the same run (the same kernels with every token in the local window, so no
+// retrieval). The end-to-end step (search, page-in through the store, attention) is measured with
+// blocks in the GPU tier and with blocks in pinned host memory once the retrieved set is warm.
+#include <benchmark/benchmark.h>
+
+#include <map>
+#include <memory>
+#include <random>
+
+#include "attention/gpu_attention.h"
+#include "attention/retrieval_attention.h"
+#include "index/gpu_fused_index.h"
+#include "kvstore/cuda_util.h"
+#include "kvstore/dtype_convert.h"
+
+#ifdef LMKV_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace lmkv {
+namespace {
+
+#ifdef LMKV_WITH_CUDA
+
+constexpr uint32_t kHeads = 32, kDim = 128, kB = 50, kTopK = 32, kLocal = 25;
+constexpr size_t kPayloadBytes = size_t{2} * kB * kDim * 2;
+
+// One device arena big enough for every block of every head of the largest context, filled with
+// small finite fp16 values (the kernels' time does not depend on them). Reused as the dense
+// baseline's K and V.
+struct Arena {
+  DeviceBuffer memory;
+  size_t bytes = 0;
+};
+
+Arena* arena(size_t bytes, std::string* error) {
+  static Arena a;
+  if (a.bytes < bytes) {
+    a.memory = DeviceBuffer();
+    Status s = a.memory.reserve(bytes);
+    if (s.ok() && cudaMemset(a.memory.get(), 0x11, bytes) != cudaSuccess) {
+      s = Status::CudaError("cudaMemset of the arena");
+    }
+    if (!s.ok()) {
+      *error = s.to_string();
+      return nullptr;
+    }
+    a.bytes = bytes;
+  }
+  return &a;
+}
+
+// A page table of k distinct random blocks per row (of `blocks` per head), on the device.
+struct PageTable {
+  DeviceBuffer indptr, slots, scores;
+};
+
+PageTable random_page_table(size_t rows, uint32_t heads, size_t blocks, uint32_t k) {
+  std::mt19937_64 rng(rows * 31 + blocks);
+  std::vector<int32_t> indptr{0}, slots;
+  std::vector<float> scores;
+  std::uniform_int_distribution<size_t> pick(0, blocks - 1);
+  for (size_t r = 0; r < rows; ++r) {
+    const size_t head = r % heads;
+    std::vector<size_t> chosen;
+    while (chosen.size() < std::min<size_t>(k, blocks)) {
+      const size_t b = pick(rng);
+      if (std::find(chosen.begin(), chosen.end(), b) == chosen.end()) chosen.push_back(b);
+    }
+    std::sort(chosen.begin(), chosen.end());
+    for (size_t b : chosen) {
+      slots.push_back(int32_t(head * blocks + b));
+      scores.push_back(float(rng() % 1000) / 100.f);
+    }
+    indptr.push_back(int32_t(slots.size()));
+  }
+  PageTable t;
+  auto up = [](DeviceBuffer& d, const void* src, size_t bytes) {
+    (void)d.reserve(bytes);
+    (void)cudaMemcpy(d.get(), src, bytes, cudaMemcpyHostToDevice);
+  };
+  up(t.indptr, indptr.data(), indptr.size() * 4);
+  up(t.slots, slots.data(), slots.size() * 4);
+  up(t.scores, scores.data(), scores.size() * 4);
+  return t;
+}
+
+// The kernels alone: retrieval over HBM-resident blocks (dense = false) or dense attention over
+// all `context` tokens as the window (dense = true).
+void run_kernels(benchmark::State& state, bool dense) {
+  const size_t context = size_t(state.range(0));
+  const uint32_t tokens = uint32_t(state.range(1));
+  const size_t blocks = context / kB;
+  const size_t arena_bytes = size_t{kHeads} * blocks * kPayloadBytes;
+  std::string error;
+  Arena* a = arena(arena_bytes, &error);
+  if (a == nullptr) return state.SkipWithError(error.c_str());
+  const size_t rows = size_t{tokens} * kHeads;
+  PageTable table = random_page_table(rows, kHeads, blocks, dense ? 0 : kTopK);
+  DeviceBuffer queries, window_k, window_v, out;
+  const uint32_t window = dense ? uint32_t(blocks * kB) : kLocal + tokens;
+  if (!queries.reserve(rows * kDim * 2).ok() || !out.reserve(rows * kDim * 4).ok()) {
+    return state.SkipWithError("allocation");
+  }
+  (void)cudaMemset(queries.get(), 0x11, rows * kDim * 2);
+  const char* base = static_cast<const char*>(a->memory.get());
+  GpuAttentionArgs args;
+  args.tokens = tokens;
+  args.heads = args.kv_heads = kHeads;
+  args.dim = kDim;
+  args.block_tokens = kB;
+  args.queries = queries.get();
+  // Dense: the arena's first and second halves as K and V [heads][context][d].
+  args.window_keys = base;
+  args.window_values = dense ? base + arena_bytes / 2 : base;
+  args.window_tokens = window;
+  args.slot_base = base;
+  args.indptr = static_cast<const int32_t*>(table.indptr.get());
+  args.slots = static_cast<const int32_t*>(table.slots.get());
+  args.landmark_scores = static_cast<const float*>(table.scores.get());
+  args.max_blocks_per_row = dense ? 0 : kTopK;
+  args.out = static_cast<float*>(out.get());
+  GpuAttention attention;
+  CudaStream stream;
+  if (!stream.create().ok()) return state.SkipWithError("stream");
+  CudaEvent begin, end;
+  if (!begin.create().ok() || !end.create().ok()) return state.SkipWithError("events");
+  for (auto _ : state) {
+    cudaEventRecord(begin.get(), stream.get());
+    if (Status s = attention.run(args, stream.get()); !s.ok()) {
+      return state.SkipWithError(s.to_string().c_str());
+    }
+    cudaEventRecord(end.get(), stream.get());
+    if (cudaEventSynchronize(end.get()) != cudaSuccess) return state.SkipWithError("sync");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, begin.get(), end.get());
+    state.SetIterationTime(ms / 1e3);
+  }
+  // Bytes the step must read: retrieved blocks (or the whole cache) plus the window.
+  const double read = dense ? double(kHeads) * context * kDim * 2 * 2
+                            : double(rows) * kTopK * kPayloadBytes;
+  state.counters["GB/s"] =
+      benchmark::Counter(read * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["context"] = double(context);
+  state.counters["queries"] = double(tokens);
+}
+
+void BM_LandmarkAttentionKernels(benchmark::State& state) { run_kernels(state, false); }
+void BM_DenseAttentionBaseline(benchmark::State& state) { run_kernels(state, true); }
+
+void context_args(benchmark::internal::Benchmark* b) {
+  for (int64_t context : {32'768, 131'072, 1'048'576}) {
+    for (int64_t tokens : {1, 512}) b->Args({context, tokens});
+  }
+}
+BENCHMARK(BM_LandmarkAttentionKernels)->Apply(context_args)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DenseAttentionBaseline)
+    ->Apply(context_args)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->Iterations(5);
+
+// End to end through RetrievalAttention: the fused GPU index, a store whose GPU tier holds every
+// block (resident = GPU) or only a step's worth above a host tier holding them all (resident =
+// host; repeated decode of one query keeps its retrieved set warm in the GPU tier).
+struct Layer {
+  std::unique_ptr<TieredStore> store;
+  std::unique_ptr<GpuFusedIndex> index;
+  std::string dir;
+};
+
+Layer* layer(size_t context, bool gpu_resident, std::string* error) {
+  static std::map<std::pair<size_t, bool>, std::unique_ptr<Layer>> cache;
+  auto& slot = cache[{context, gpu_resident}];
+  if (slot) return slot.get();
+  cache.clear();  // one at a time: free the previous tiers
+  auto l = std::make_unique<Layer>();
+  const size_t blocks = context / kB;
+  char dir[] = "/tmp/lmkv-attention-bench-XXXXXX";
+  l->dir = mkdtemp(dir);
+  StoreOptions options;
+  options.disk_path = l->dir;
+  options.write_policy = WritePolicy::kWriteBack;  // the bench needs no disk copy
+  options.host_capacity_bytes = (kHeads * blocks + 64) * kPayloadBytes;
+  options.gpu_capacity_bytes =
+      gpu_resident ? options.host_capacity_bytes : size_t{4} * kHeads * kTopK * kPayloadBytes;
+  auto store = TieredStore::open(options);
+  auto index = make_gpu_fused_index({kDim, 0});
+  if (!store.ok() || !index.ok()) {
+    *error = !store.ok() ? store.status().to_string() : index.status().to_string();
+    return nullptr;
+  }
+  l->store = std::move(store).value();
+  l->index = std::move(index).value();
+  std::mt19937_64 rng(context);
+  std::uniform_real_distribution<float> uniform(-1.f, 1.f);
+  std::vector<uint16_t> payload(kPayloadBytes / 2);
+  for (auto& x : payload) x = float_to_half_bits(uniform(rng));
+  std::vector<float> landmarks(blocks * kDim);
+  std::vector<uint64_t> numbers(blocks);
+  for (uint32_t h = 0; h < kHeads; ++h) {
+    std::vector<BlockWrite> writes;
+    for (size_t b = 0; b < blocks; ++b) {
+      writes.push_back({{0, 0, h, b}, payload.data(), payload.data() + payload.size() / 2});
+      numbers[b] = b;
+    }
+    for (auto& x : landmarks) x = uniform(rng);
+    Status s = l->store->put(writes);
+    if (s.ok()) s = l->index->add({0, 0, h}, numbers.data(), landmarks.data(), blocks);
+    if (!s.ok()) {
+      *error = s.to_string();
+      return nullptr;
+    }
+  }
+  slot = std::move(l);
+  return slot.get();
+}
+
+void BM_RetrievalDecodeEndToEnd(benchmark::State& state) {
+  const size_t context = size_t(state.range(0));
+  // 1: every block in the GPU tier; 0: in pinned host, retrieved set warm in the GPU tier after
+  // the first step; 2: in pinned host, the GPU tier emptied before every step (cold).
+  const bool gpu_resident = state.range(1) == 1, cold = state.range(1) == 2;
+  std::string error;
+  Layer* l = layer(context, gpu_resident, &error);
+  if (l == nullptr) return state.SkipWithError(error.c_str());
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.f, 1.f);
+  std::vector<float> queries(kHeads * kDim), out(kHeads * kDim);
+  for (auto& x : queries) x = uniform(rng);
+  std::vector<uint16_t> window(size_t{kHeads} * kLocal * kDim, float_to_half_bits(0.1f));
+  RetrievalInputs in;
+  in.heads = in.kv_heads = kHeads;
+  in.tokens = 1;
+  in.queries = queries.data();
+  in.window_tokens = kLocal;
+  in.window_keys = in.window_values = window.data();
+  RetrievalOptions options;
+  options.top_k = kTopK;
+  options.device = AttentionDevice::kGpu;
+  RetrievalAttention attention(*l->store, *l->index);
+  RetrievalTrace trace;
+  double search = 0, page_in = 0, attend = 0;
+  // Warm-up step: brings the retrieved set into the GPU tier.
+  if (Status s = attention.run(in, options, out.data(), &trace); !s.ok()) {
+    return state.SkipWithError(s.to_string().c_str());
+  }
+  for (auto _ : state) {
+    if (cold) {
+      state.PauseTiming();
+      if (Status s = l->store->evict_all(Tier::kGpu); !s.ok()) {
+        return state.SkipWithError(s.to_string().c_str());
+      }
+      state.ResumeTiming();
+    }
+    if (Status s = attention.run(in, options, out.data(), &trace); !s.ok()) {
+      return state.SkipWithError(s.to_string().c_str());
+    }
+    search += trace.search_us;
+    page_in += trace.page_in_us;
+    attend += trace.attention_us;
+  }
+  const double n = double(state.iterations());
+  state.counters["search_us"] = search / n;
+  state.counters["page_in_us"] = page_in / n;
+  state.counters["attention_us"] = attend / n;
+  state.counters["blocks"] = double(trace.unique_blocks);
+  state.counters["context"] = double(context);
+}
+BENCHMARK(BM_RetrievalDecodeEndToEnd)
+    ->ArgsProduct({{32'768, 131'072}, {1, 0, 2}})
+    ->ArgNames({"context", "resident"})
+    ->Unit(benchmark::kMicrosecond);
+
+#endif  // LMKV_WITH_CUDA
+
+}  // namespace
+}  // namespace lmkv
+
+BENCHMARK_MAIN();
