@@ -194,8 +194,8 @@ Result<std::vector<Wave>> make_waves(const RetrievalInputs& in, int32_t capacity
     }
     if (token_blocks.size() > size_t(capacity)) {
       return Status::ResourceExhausted(fmt::format(
-          "token {} of the chunk retrieves {} distinct blocks over its heads; the target tier "
-          "holds {}: lower top_k or raise the tier's capacity",
+          "token {} of the chunk retrieves {} distinct blocks over its heads; the tiers a "
+          "page-in fills hold {}: lower top_k or raise their capacity",
           t, token_blocks.size(), capacity));
     }
     size_t added = 0;
@@ -430,7 +430,9 @@ Status RetrievalAttention::run(const RetrievalInputs& in, const RetrievalOptions
   auto start = Clock::now();
   Plan plan;
   LMKV_RETURN_IF_ERROR(search_blocks(index_, in, options, scale, &plan, trace));
-  const int32_t capacity = on_gpu ? store_.gpu_slot_count() : store_.host_slot_count();
+  // A device page-in stages disk-resident blocks in host slots, so a wave fits both tiers.
+  const int32_t capacity = on_gpu ? std::min(store_.gpu_slot_count(), store_.host_slot_count())
+                                  : store_.host_slot_count();
   LMKV_ASSIGN_OR_RETURN(std::vector<Wave> waves, make_waves(in, capacity, &plan));
   if (trace != nullptr) {
     trace->search_us = micros_since(start);
