@@ -1,0 +1,163 @@
+#include "experiment/synthetic_context.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lmkv {
+namespace {
+
+// Scales, relative to unit directions: keys = kKeyScale * direction + N(0, 1) noise per entry, so
+// a block's keys cluster around its direction; queries likewise with kQueryScale.
+constexpr float kKeyScale = 4.0f;
+constexpr float kQueryScale = 4.0f;
+constexpr float kQueryNoise = 0.3f;
+// Given landmarks are sharp, as trained landmark tokens are: a query along a block's direction
+// gives its landmark a logit near 20 (at d = 64), far above the spread of unrelated blocks, so
+// the landmark softmax concentrates where the query points.
+constexpr float kLandmarkScale = 40.0f;
+
+// splitmix64: one well-mixed 64-bit value per input, so every (layer, head, block) gets its own
+// stream without shared state.
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Fast normal deviates (sum of uniforms would be too coarse; Box-Muller on a xorshift stream).
+struct Normal {
+  uint64_t s;
+  explicit Normal(uint64_t seed) : s(mix(seed) | 1) {}
+  double uniform() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (double(s >> 11) + 0.5) * 0x1.0p-53;
+  }
+  bool has_spare = false;
+  double spare = 0;
+  float next() {
+    if (has_spare) {
+      has_spare = false;
+      return float(spare);
+    }
+    const double r = std::sqrt(-2.0 * std::log(uniform())), a = 2.0 * M_PI * uniform();
+    spare = r * std::sin(a);
+    has_spare = true;
+    return float(r * std::cos(a));
+  }
+};
+
+uint64_t key_of(uint64_t seed, uint64_t a, uint64_t b, uint64_t c, uint64_t d) {
+  return mix(mix(mix(mix(seed ^ a) ^ b) ^ c) ^ d);
+}
+
+enum Stream : uint64_t { kTopic = 1, kNeedle, kBlock, kWindow, kQuery };
+
+}  // namespace
+
+SyntheticContext::SyntheticContext(SyntheticOptions options) : options_(std::move(options)) {
+  for (double depth : options_.needle_depths) {
+    const double clamped = std::clamp(depth, 0.0, 1.0);
+    needle_blocks_.push_back(
+        options_.blocks ? uint64_t(std::llround(clamped * double(options_.blocks - 1))) : 0);
+  }
+}
+
+uint64_t SyntheticContext::needle_block(size_t i) const { return needle_blocks_[i]; }
+
+int SyntheticContext::needle_at(uint64_t block) const {
+  for (size_t i = 0; i < needle_blocks_.size(); ++i) {
+    if (needle_blocks_[i] == block) return int(i);
+  }
+  return -1;
+}
+
+void SyntheticContext::unit_vector(uint64_t seed, float* out) const {
+  Normal normal(seed);
+  double norm = 0;
+  for (uint32_t i = 0; i < options_.dim; ++i) {
+    out[i] = normal.next();
+    norm += double(out[i]) * out[i];
+  }
+  const float inv = float(1.0 / std::sqrt(norm));
+  for (uint32_t i = 0; i < options_.dim; ++i) out[i] *= inv;
+}
+
+void SyntheticContext::direction(uint32_t layer, uint32_t kv_head, uint64_t block,
+                                 float* out) const {
+  const uint64_t seed = options_.seed;
+  const int needle = needle_at(block);
+  if (needle >= 0) return unit_vector(key_of(seed, kNeedle, layer, kv_head, needle), out);
+  // Drift: blend topic a into topic a + 1 over blocks_per_topic blocks.
+  const double x = double(block) / options_.blocks_per_topic;
+  const uint64_t a = uint64_t(x) % options_.topics, b = (a + 1) % options_.topics;
+  const float w = float(x - std::floor(x));
+  std::vector<float> ta(options_.dim), tb(options_.dim);
+  unit_vector(key_of(seed, kTopic, layer, kv_head, a), ta.data());
+  unit_vector(key_of(seed, kTopic, layer, kv_head, b), tb.data());
+  double norm = 0;
+  for (uint32_t i = 0; i < options_.dim; ++i) {
+    out[i] = (1 - w) * ta[i] + w * tb[i];
+    norm += double(out[i]) * out[i];
+  }
+  const float inv = float(1.0 / std::sqrt(norm));
+  for (uint32_t i = 0; i < options_.dim; ++i) out[i] *= inv;
+}
+
+void SyntheticContext::block(uint32_t layer, uint32_t kv_head, uint64_t block, float* keys,
+                             float* values) const {
+  const uint32_t d = options_.dim, B = options_.block_tokens;
+  std::vector<float> dir(d);
+  direction(layer, kv_head, block, dir.data());
+  Normal normal(key_of(options_.seed, kBlock, layer, kv_head, block));
+  for (uint32_t t = 0; t < B; ++t) {
+    for (uint32_t i = 0; i < d; ++i) {
+      keys[t * d + i] = kKeyScale * dir[i] + normal.next();
+      values[t * d + i] = normal.next();
+    }
+  }
+}
+
+void SyntheticContext::given_landmark(uint32_t layer, uint32_t kv_head, uint64_t block,
+                                      float* out) const {
+  direction(layer, kv_head, block, out);
+  for (uint32_t i = 0; i < options_.dim; ++i) out[i] *= kLandmarkScale;
+}
+
+void SyntheticContext::window(uint32_t layer, uint32_t kv_head, uint32_t tokens, float* keys,
+                              float* values) const {
+  const uint32_t d = options_.dim;
+  std::vector<float> dir(d);
+  direction(layer, kv_head, options_.blocks, dir.data());  // the open block continues the drift
+  Normal normal(key_of(options_.seed, kWindow, layer, kv_head, tokens));
+  for (uint32_t t = 0; t < tokens; ++t) {
+    for (uint32_t i = 0; i < d; ++i) {
+      keys[t * d + i] = kKeyScale * dir[i] + normal.next();
+      values[t * d + i] = normal.next();
+    }
+  }
+}
+
+void SyntheticContext::needle_query(uint32_t layer, uint32_t kv_head, size_t needle,
+                                    uint64_t salt, float* out) const {
+  unit_vector(key_of(options_.seed, kNeedle, layer, kv_head, needle), out);
+  Normal normal(key_of(options_.seed, kQuery, layer, kv_head, salt));
+  for (uint32_t i = 0; i < options_.dim; ++i) {
+    out[i] = kQueryScale * out[i] + kQueryNoise * normal.next();
+  }
+}
+
+void SyntheticContext::topic_query(uint32_t layer, uint32_t kv_head, uint64_t salt,
+                                   float* out) const {
+  const uint64_t pick = key_of(options_.seed, kQuery, layer, kv_head, ~salt);
+  const uint64_t block = options_.blocks ? pick % options_.blocks : 0;
+  direction(layer, kv_head, block, out);
+  Normal normal(key_of(options_.seed, kQuery, layer, kv_head, salt));
+  for (uint32_t i = 0; i < options_.dim; ++i) {
+    out[i] = kQueryScale * out[i] + kQueryNoise * normal.next();
+  }
+}
+
+}  // namespace lmkv
