@@ -90,7 +90,8 @@ class RetrievalAttentionTest : public ::testing::Test {
   std::vector<float> queries(uint32_t tokens) {
     std::normal_distribution<float> normal;
     std::vector<float> q(size_t{tokens} * kHeads * kDim);
-    for (auto& x : q) x = 2 * normal(rng_);  // sharper landmark softmax
+    // Sharper landmark softmax; fp16-exact, since the GPU path hands the kernels fp16 queries.
+    for (auto& x : q) x = half_bits_to_float(float_to_half_bits(2 * normal(rng_)));
     return q;
   }
 
