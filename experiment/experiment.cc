@@ -46,78 +46,101 @@ double percentile(std::vector<double> values, double q) {
   return values[i];
 }
 
-// Exact grouped softmax of one query head over every sealed block (streamed from the store in
-// host-tier-sized batches) plus the window, in double.
+// Exact grouped softmax of the query heads of one KV head over every sealed block (streamed from
+// the store in batches, each block read once for the whole group) plus the window, in double.
 class ExactAttention {
  public:
   ExactAttention(TieredStore& store, const ExperimentConfig& c, uint64_t blocks)
       : store_(store), c_(c), blocks_(blocks) {}
 
-  Status run(uint32_t layer, uint32_t kv_head, const float* query, const float* landmarks,
-             const std::vector<float>& window_keys, const std::vector<float>& window_values,
+  // queries [group][d], window [window_tokens][d], out [group][d].
+  Status run(uint32_t layer, uint32_t kv_head, const float* queries, uint32_t group,
+             const float* landmarks, const float* window_keys, const float* window_values,
              uint32_t window_tokens, double* out) {
     const uint32_t d = c_.head_dim, B = c_.block_tokens;
     const double scale = 1.0 / std::sqrt(double(d));
-    // Online softmax over the main group's items: window tokens and blocks (value o_b).
-    double m = -INFINITY, z = 0;
-    std::vector<double> acc(d, 0.0);
-    auto add = [&](double score, const double* value) {
-      if (score > m) {
-        const double c = std::exp(m - score);
-        z = z * c + 1;
-        for (uint32_t i = 0; i < d; ++i) acc[i] = acc[i] * c + value[i];
-        m = score;
+    // Per query head, online softmax over the main group's items: window tokens, and blocks
+    // (whose value is their own softmax-weighted mean o_b).
+    std::vector<double> m(group, -INFINITY), z(group, 0.0), acc(size_t{group} * d, 0.0);
+    auto add = [&](uint32_t h, double score, const double* value) {
+      double* a = &acc[size_t{h} * d];
+      if (score > m[h]) {
+        const double c = std::exp(m[h] - score);
+        z[h] = z[h] * c + 1;
+        for (uint32_t i = 0; i < d; ++i) a[i] = a[i] * c + value[i];
+        m[h] = score;
       } else {
-        const double p = std::exp(score - m);
-        z += p;
-        for (uint32_t i = 0; i < d; ++i) acc[i] += p * value[i];
+        const double p = std::exp(score - m[h]);
+        z[h] += p;
+        for (uint32_t i = 0; i < d; ++i) a[i] += p * value[i];
       }
     };
     std::vector<double> value(d);
-    for (uint32_t j = 0; j < window_tokens; ++j) {
-      double s = 0;
-      for (uint32_t i = 0; i < d; ++i) {
-        s += double(query[i]) * window_keys[j * d + i];
-        value[i] = window_values[j * d + i];
+    for (uint32_t h = 0; h < group; ++h) {
+      for (uint32_t j = 0; j < window_tokens; ++j) {
+        double s = 0;
+        for (uint32_t i = 0; i < d; ++i) {
+          s += double(queries[h * d + i]) * window_keys[j * d + i];
+          value[i] = window_values[j * d + i];
+        }
+        add(h, scale * s, value.data());
       }
-      add(scale * s, value.data());
     }
-    const size_t batch = std::max<size_t>(1, size_t(store_.host_slot_count()) / 2);
+    const size_t batch =
+        std::clamp<size_t>(size_t(store_.host_slot_count()) / 2, 1, 4096);
     const size_t tensor = size_t{B} * d;
-    std::vector<float> keys(tensor), values(tensor);
-    std::vector<double> inner(B);
+    // Per block of the batch and query head: the landmark logit and o_b, computed in parallel,
+    // then added in block order.
+    std::vector<double> logits(batch * group), values(batch * group * d);
     for (uint64_t first = 0; first < blocks_; first += batch) {
-      std::vector<BlockKey> keys_wanted;
+      std::vector<BlockKey> wanted;
       for (uint64_t b = first; b < std::min<uint64_t>(blocks_, first + batch); ++b) {
-        keys_wanted.push_back({kSequence, layer, kv_head, b});
+        wanted.push_back({kSequence, layer, kv_head, b});
       }
-      LMKV_ASSIGN_OR_RETURN(PageIn page, store_.page_in(keys_wanted, PageInTarget::kHost));
-      for (size_t u = 0; u < keys_wanted.size(); ++u) {
-        const uint64_t b = keys_wanted[u].block_no;
-        LMKV_RETURN_IF_ERROR(to_floats(page.payload(u), DType::kFloat16, tensor, keys.data()));
-        LMKV_RETURN_IF_ERROR(to_floats(page.payload(u) + tensor * 2, DType::kFloat16, tensor,
-                                       values.data()));
-        double inner_max = -INFINITY;
-        for (uint32_t t = 0; t < B; ++t) {
-          double s = 0;
-          for (uint32_t i = 0; i < d; ++i) s += double(query[i]) * keys[t * d + i];
-          inner[t] = scale * s;
-          inner_max = std::max(inner_max, inner[t]);
+      LMKV_ASSIGN_OR_RETURN(PageIn page, store_.page_in(wanted, PageInTarget::kHost));
+      std::vector<Status> failures(wanted.size());
+#pragma omp parallel for schedule(static)
+      for (size_t u = 0; u < wanted.size(); ++u) {
+        std::vector<float> k(tensor), v(tensor);
+        std::vector<double> inner(B);
+        failures[u] = to_floats(page.payload(u), DType::kFloat16, tensor, k.data());
+        if (failures[u].ok()) {
+          failures[u] = to_floats(page.payload(u) + tensor * 2, DType::kFloat16, tensor, v.data());
         }
-        double inner_sum = 0;
-        std::fill(value.begin(), value.end(), 0.0);
-        for (uint32_t t = 0; t < B; ++t) {
-          const double p = std::exp(inner[t] - inner_max);
-          inner_sum += p;
-          for (uint32_t i = 0; i < d; ++i) value[i] += p * values[t * d + i];
+        if (!failures[u].ok()) continue;
+        const float* l = landmarks + wanted[u].block_no * d;
+        for (uint32_t h = 0; h < group; ++h) {
+          const float* q = queries + size_t{h} * d;
+          double inner_max = -INFINITY, landmark = 0;
+          for (uint32_t t = 0; t < B; ++t) {
+            double s = 0;
+            for (uint32_t i = 0; i < d; ++i) s += double(q[i]) * k[t * d + i];
+            inner[t] = scale * s;
+            inner_max = std::max(inner_max, inner[t]);
+          }
+          double* o = &values[(u * group + h) * d];
+          std::fill(o, o + d, 0.0);
+          double inner_sum = 0;
+          for (uint32_t t = 0; t < B; ++t) {
+            const double p = std::exp(inner[t] - inner_max);
+            inner_sum += p;
+            for (uint32_t i = 0; i < d; ++i) o[i] += p * v[t * d + i];
+          }
+          for (uint32_t i = 0; i < d; ++i) o[i] /= inner_sum;
+          for (uint32_t i = 0; i < d; ++i) landmark += double(q[i]) * l[i];
+          logits[u * group + h] = scale * landmark;
         }
-        for (uint32_t i = 0; i < d; ++i) value[i] /= inner_sum;
-        double landmark = 0;
-        for (uint32_t i = 0; i < d; ++i) landmark += double(query[i]) * landmarks[b * d + i];
-        add(scale * landmark, value.data());
+      }
+      for (const Status& s : failures) LMKV_RETURN_IF_ERROR(s);
+      for (size_t u = 0; u < wanted.size(); ++u) {
+        for (uint32_t h = 0; h < group; ++h) {
+          add(h, logits[u * group + h], &values[(u * group + h) * d]);
+        }
       }
     }
-    for (uint32_t i = 0; i < d; ++i) out[i] = acc[i] / z;
+    for (uint32_t h = 0; h < group; ++h) {
+      for (uint32_t i = 0; i < d; ++i) out[size_t{h} * d + i] = acc[size_t{h} * d + i] / z[h];
+    }
     return Status::Ok();
   }
 
@@ -227,14 +250,15 @@ Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const Progres
                                             std::vector<float>(blocks * d));
   const uint64_t blocks_per_chunk = std::max<uint64_t>(1, c.chunk_tokens / B);
   const size_t tensor = size_t{B} * d;
+  // Reused across chunks: fresh multi-megabyte buffers would cost a page fault per 4 KiB.
+  std::vector<float> keys(blocks_per_chunk * tensor), values(keys.size());
+  std::vector<uint16_t> k16(keys.size()), v16(keys.size());
   auto ingest_start = Clock::now();
   for (uint64_t first = 0; first < blocks; first += blocks_per_chunk) {
     const uint64_t end = std::min(blocks, first + blocks_per_chunk);
     const size_t n = end - first;
     for (uint32_t layer = 0; layer < c.layers; ++layer) {
       for (uint32_t g = 0; g < c.kv_heads; ++g) {
-        std::vector<float> keys(n * tensor), values(n * tensor);
-        std::vector<uint16_t> k16(n * tensor), v16(n * tensor);
         float* head_landmarks = landmarks[size_t{layer} * c.kv_heads + g].data();
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; ++i) {
@@ -393,19 +417,17 @@ Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const Progres
   for (uint32_t q = 0; q < std::min(c.exact_queries, c.queries); ++q) {
     double diff = 0, norm = 0;
     for (uint32_t layer = 0; layer < c.layers; ++layer) {
-      for (uint32_t h = 0; h < c.heads; ++h) {
-        const size_t row = size_t{layer} * c.heads + h;
-        std::vector<double> want(d);
-        const uint32_t g = h / group;
-        LMKV_RETURN_IF_ERROR(exact.run(
-            layer, g, exact_query_vectors[q].data() + row * d,
-            landmarks[size_t{layer} * c.kv_heads + g].data(),
-            std::vector<float>(window_keys[layer].begin() + size_t{g} * window_tokens * d,
-                               window_keys[layer].begin() + size_t{g + 1} * window_tokens * d),
-            std::vector<float>(window_values[layer].begin() + size_t{g} * window_tokens * d,
-                               window_values[layer].begin() + size_t{g + 1} * window_tokens * d),
-            window_tokens, want.data()));
-        for (uint32_t i = 0; i < d; ++i) {
+      for (uint32_t g = 0; g < c.kv_heads; ++g) {
+        // Query heads g * group .. are consecutive rows of this layer's output.
+        const size_t row = size_t{layer} * c.heads + size_t{g} * group;
+        std::vector<double> want(size_t{group} * d);
+        const size_t window_offset = size_t{g} * window_tokens * d;
+        LMKV_RETURN_IF_ERROR(exact.run(layer, g, exact_query_vectors[q].data() + row * d, group,
+                                       landmarks[size_t{layer} * c.kv_heads + g].data(),
+                                       window_keys[layer].data() + window_offset,
+                                       window_values[layer].data() + window_offset, window_tokens,
+                                       want.data()));
+        for (size_t i = 0; i < want.size(); ++i) {
           const double got = outputs[q][row * d + i];
           diff += (got - want[i]) * (got - want[i]);
           norm += want[i] * want[i];

@@ -24,14 +24,13 @@ float half_bits_to_float(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000) << 16;
   const uint32_t exponent = (h >> 10) & 0x1F;
   const uint32_t mantissa = h & 0x3FF;
-  float magnitude;
-  if (exponent == 0) {
-    magnitude = std::ldexp(float(mantissa), -24);  // subnormal (or zero)
-  } else if (exponent == 31) {
-    magnitude = mantissa ? NAN : INFINITY;
-  } else {
-    magnitude = std::ldexp(float(mantissa | 0x400), int(exponent) - 25);
+  if (exponent != 0 && exponent != 31) {
+    // Normal: rebias the exponent (15 -> 127) and widen the mantissa (10 -> 23 bits).
+    return bits_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
   }
+  const float magnitude = exponent == 0 ? std::ldexp(float(mantissa), -24)  // subnormal or zero
+                          : mantissa    ? NAN
+                                        : INFINITY;
   return bits_float(float_bits(magnitude) | sign);
 }
 
@@ -43,7 +42,8 @@ uint16_t float_to_half_bits(float x) {
   const float a = std::fabs(x);
   if (std::isnan(x)) return uint16_t(sign | 0x7E00);
   if (a >= 65520.f) return uint16_t(sign | 0x7C00);  // rounds to infinity
-  if (a < std::ldexp(1.f, -14)) {
+  constexpr float kSmallestNormal = 6.103515625e-05f;  // 2^-14
+  if (a < kSmallestNormal) {
     // Subnormal: a multiple of 2^-24; nearbyint rounds half to even in the default mode.
     return uint16_t(sign | uint16_t(std::nearbyint(std::ldexp(a, 24))));
   }
