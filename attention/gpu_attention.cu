@@ -68,8 +68,8 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
   p.block_tokens = int32_t(a.block_tokens);
   p.window_tokens = int32_t(a.window_tokens);
   p.window_stride = int32_t(a.window_stride_tokens ? a.window_stride_tokens : a.window_tokens);
-  // Window tokens are taken in runs of about a block, so a block and a run cost a warp alike.
-  p.local_chunk = int32_t(std::max(a.block_tokens, 16u));
+  // Window tokens are taken in runs of one 32-key tile.
+  p.local_chunk = kernels::kTile;
   p.queries = a.queries;
   p.window_keys = a.window_keys;
   p.window_values = a.window_values;

@@ -5,8 +5,8 @@
 // The grouped softmax factors into a flat online softmax over "items": a local-window token is an
 // item with score s*q.k and value v; a retrieved block is an item with score s*q.l (its landmark)
 // and value o_b, the block's own softmax-weighted mean of its values. One warp evaluates items one
-// after another with online softmax (nothing materialised); a row's items are spread over `parts`
-// warps, whose partial states a second kernel merges. Heads of d = 64, 128 or 256: each lane holds
+// after another with online softmax (nothing materialised), scoring 32 keys at a time (one per
+// lane); a row's items are spread over `parts` warps, whose partial states a second kernel merges. Heads of d = 64, 128 or 256: each lane holds
 // d/32 consecutive dimensions, so a key row is one coalesced warp load.
 //
 // Free of allocation and I/O: the host side (attention/gpu_attention.cu) owns memory and dispatch.
@@ -86,25 +86,15 @@ struct Rope {
 #pragma unroll
     for (int i = 0; i < L; ++i) {
       const float partner = __shfl_xor_sync(0xffffffffu, x[i], 16);
+      // Reduced to [-pi, pi), where the fast intrinsic is accurate to 2^-21.
       double angle = double(position) * inv_freq[i];
-      angle -= floor(angle * (0.5 / M_PI)) * (2.0 * M_PI);
+      angle -= floor(angle * (0.5 / M_PI) + 0.5) * (2.0 * M_PI);
       float s, c;
-      sincosf(float(angle), &s, &c);
+      __sincosf(float(angle), &s, &c);
       x[i] = low ? x[i] * c - partner * s : x[i] * c + partner * s;
     }
   }
 };
-
-template <int L>
-__device__ __forceinline__ float warp_dot(const float (&a)[L], const float (&b)[L]) {
-  float s = 0;
-#pragma unroll
-  for (int i = 0; i < L; ++i) s = fmaf(a[i], b[i], s);
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) s += __shfl_xor_sync(0xffffffffu, s, offset);
-  // Every lane takes lane 0's sum so all lanes branch alike below.
-  return __shfl_sync(0xffffffffu, s, 0);
-}
 
 // Online softmax state: running max m, sum z of exp(score - m), and acc of exp(score - m) * value.
 template <int L>
@@ -128,6 +118,83 @@ struct Softmax {
     }
   }
 };
+
+constexpr int kTile = 32;  // tokens a warp scores at once, one per lane
+
+// Halves the set of rows a lane sums at each step, exchanging the other half with lane ^ N, until
+// lane l holds the full sum of row l in part[0]. Recursion on N (not a loop over offsets) so every
+// index is a compile-time constant and part[] stays in registers.
+template <int N>
+__device__ __forceinline__ void reduce_scatter(float (&part)[32], int lane) {
+  if constexpr (N >= 1) {
+    const bool upper = lane & N;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const float send = upper ? part[i] : part[i + N];
+      const float keep = upper ? part[i + N] : part[i];
+      part[i] = keep + __shfl_xor_sync(0xffffffffu, send, N);
+    }
+    reduce_scatter<N / 2>(part, lane);
+  }
+}
+
+// Scores of up to 32 consecutive key rows against q: lane j ends with row j's dot product (-inf
+// past `count`). Each lane first sums its own dims of every row, then a reduce-scatter leaves row
+// j's total on lane j: 31 shuffles for 32 dot products instead of 5 per row. With kRotate, row j
+// is first rotated to position position0 + j (a template flag: the rotation's body would keep the
+// plain loop from unrolling, and the partial sums from staying in registers).
+template <typename T, int L, bool kRotate>
+__device__ __forceinline__ float tile_scores(const float (&q)[L], const T* keys, int count,
+                                             int lane, const Rope<L>& rope, int64_t position0) {
+  constexpr int kDim = 32 * L;
+  float part[kTile];
+#pragma unroll
+  for (int j = 0; j < kTile; ++j) {
+    float k[L] = {};
+    if (j < count) {
+      load_lanes<T, L>(keys + int64_t(j) * kDim + lane * L, k);
+      if (kRotate) rope.rotate(k, position0 + j);
+    }
+    float s = 0;
+#pragma unroll
+    for (int i = 0; i < L; ++i) s = fmaf(q[i], k[i], s);
+    part[j] = s;
+  }
+  reduce_scatter<kTile / 2>(part, lane);
+  return lane < count ? part[0] : -INFINITY;
+}
+
+// Adds a tile's rows (lane j holding row j's score, `values` its value rows) to `state`.
+template <typename T, int L>
+__device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, const T* values,
+                                                int count, int lane) {
+  constexpr int kDim = 32 * L;
+  float tile_max = score;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) {
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+  }
+  const float m = fmaxf(state.m, tile_max);
+  const float p = lane < count ? __expf(score - m) : 0.f;
+  float p_sum = p;
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) p_sum += __shfl_xor_sync(0xffffffffu, p_sum, offset);
+  const float c = __expf(state.m - m);  // 0 while the state is empty (m = -inf)
+  state.z = state.z * c + p_sum;
+#pragma unroll
+  for (int i = 0; i < L; ++i) state.acc[i] *= c;
+  state.m = m;
+#pragma unroll
+  for (int j = 0; j < kTile; ++j) {
+    const float pj = __shfl_sync(0xffffffffu, p, j);
+    if (j < count) {
+      float v[L];
+      load_lanes<T, L>(values + int64_t(j) * kDim + lane * L, v);
+#pragma unroll
+      for (int i = 0; i < L; ++i) state.acc[i] = fmaf(pj, v[i], state.acc[i]);
+    }
+  }
+}
 
 // One warp per (row, part): the part's items of the row, then its partial state (or, with one
 // part, the row's output).
@@ -169,12 +236,13 @@ __global__ void __launch_bounds__(128) landmark_attention_parts(AttentionParams 
                                     ? p.block_nos[e] * p.block_tokens
                                     : p.window_start - int64_t(blocks - item) * p.block_tokens;
       Softmax<L> inner;
-      for (int j = 0; j < p.block_tokens; ++j) {
-        float kj[L], vj[L];
-        load_lanes<T, L>(k + int64_t(j) * D + lane * L, kj);
-        load_lanes<T, L>(v + int64_t(j) * D + lane * L, vj);
-        if (rope) rotary.rotate(kj, position0 + j);
-        inner.add(warp_dot<L>(q, kj), vj);
+      for (int j = 0; j < p.block_tokens; j += kTile) {
+        const int count = min(kTile, p.block_tokens - j);
+        const T* keys = k + int64_t(j) * D;
+        const float score =
+            rope ? tile_scores<T, L, true>(q, keys, count, lane, rotary, position0 + j)
+                 : tile_scores<T, L, false>(q, keys, count, lane, rotary, position0 + j);
+        tile_accumulate<T, L>(inner, score, v + int64_t(j) * D, count, lane);
       }
       float block_value[L];
 #pragma unroll
@@ -184,13 +252,12 @@ __global__ void __launch_bounds__(128) landmark_attention_parts(AttentionParams 
       // Window tokens enter the main group directly.
       const int j0 = (item - blocks) * p.local_chunk;
       const int j1 = min(visible, j0 + p.local_chunk);
-      for (int j = j0; j < j1; ++j) {
-        float kj[L], vj[L];
-        load_lanes<T, L>(window_k + int64_t(j) * D + lane * L, kj);
-        load_lanes<T, L>(window_v + int64_t(j) * D + lane * L, vj);
-        if (rope) rotary.rotate(kj, p.window_start + j);
-        main.add(warp_dot<L>(q, kj), vj);
-      }
+      const T* keys = window_k + int64_t(j0) * D;
+      const int64_t position0 = p.window_start + j0;
+      const float score =
+          rope ? tile_scores<T, L, true>(q, keys, j1 - j0, lane, rotary, position0)
+               : tile_scores<T, L, false>(q, keys, j1 - j0, lane, rotary, position0);
+      tile_accumulate<T, L>(main, score, window_v + int64_t(j0) * D, j1 - j0, lane);
     }
   }
 
