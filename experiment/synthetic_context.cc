@@ -12,9 +12,11 @@ constexpr float kKeyScale = 4.0f;
 constexpr float kQueryScale = 4.0f;
 constexpr float kQueryNoise = 0.3f;
 // Given landmarks are sharp, as trained landmark tokens are: a query along a block's direction
-// gives its landmark a logit near 20 (at d = 64), far above the spread of unrelated blocks, so
-// the landmark softmax concentrates where the query points.
-constexpr float kLandmarkScale = 40.0f;
+// gives its landmark a logit of kQueryScale * kLandmarkLogit / kQueryScale = 20 at any head dim,
+// while unrelated blocks spread with a deviation of 20 / sqrt(d); at 10M tokens (200,000 blocks)
+// and d = 128 the aligned block still outweighs all others together by e^6. The landmark's norm
+// is kLandmarkLogit * sqrt(d).
+constexpr float kLandmarkLogit = 5.0f;
 
 // splitmix64: one well-mixed 64-bit value per input, so every (layer, head, block) gets its own
 // stream without shared state.
@@ -116,7 +118,8 @@ void SyntheticContext::block(uint32_t layer, uint32_t kv_head, uint64_t block, f
 void SyntheticContext::given_landmark(uint32_t layer, uint32_t kv_head, uint64_t block,
                                       float* out) const {
   direction(layer, kv_head, block, out);
-  for (uint32_t i = 0; i < options_.dim; ++i) out[i] *= kLandmarkScale;
+  const float norm = kLandmarkLogit * std::sqrt(float(options_.dim));
+  for (uint32_t i = 0; i < options_.dim; ++i) out[i] *= norm;
 }
 
 void SyntheticContext::window(uint32_t layer, uint32_t kv_head, uint32_t tokens, float* keys,

@@ -25,9 +25,11 @@ TEST_F(RetrievalAttentionTest, GpuPathEqualsCpuPathFromEveryTier) {
     ASSERT_TRUE(store_->evict_all(Tier::kHost).ok());
     RetrievalTrace trace;
     const std::vector<float> from_disk = run(in, options, &trace);
-    // Later waves may find blocks an earlier wave promoted; none was left in the GPU tier.
+    // The first wave finds its blocks on disk; later waves may find some an earlier one promoted.
     EXPECT_GT(trace.blocks_from_tier[size_t(Tier::kDisk)], 0u);
-    EXPECT_EQ(trace.blocks_from_tier[size_t(Tier::kGpu)], 0u);
+    size_t counted = 0;
+    for (size_t n : trace.blocks_from_tier) counted += n;
+    EXPECT_EQ(counted, trace.unique_blocks);
     const std::vector<double> reference(cpu.begin(), cpu.end());
     EXPECT_LE(relative_error(from_host_or_disk, reference), kGpuBound) << int(mode);
     EXPECT_EQ(from_gpu, from_host_or_disk);
