@@ -12,7 +12,7 @@ constexpr float kKeyScale = 4.0f;
 constexpr float kQueryScale = 4.0f;
 constexpr float kQueryNoise = 0.3f;
 // Given landmarks are sharp, as trained landmark tokens are: a query along a block's direction
-// gives its landmark a logit of kQueryScale * kLandmarkLogit / kQueryScale = 20 at any head dim,
+// gives its landmark a logit q.l / sqrt(d) = kQueryScale * kLandmarkLogit = 20 at any head dim,
 // while unrelated blocks spread with a deviation of 20 / sqrt(d); at 10M tokens (200,000 blocks)
 // and d = 128 the aligned block still outweighs all others together by e^6. The landmark's norm
 // is kLandmarkLogit * sqrt(d).
