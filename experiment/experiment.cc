@@ -159,15 +159,6 @@ void track_peaks(const StoreStatsSnapshot& s, size_t payload, ExperimentReport* 
 
 }  // namespace
 
-const char* landmark_source_name(LandmarkSource source) {
-  switch (source) {
-    case LandmarkSource::kGiven: return "given";
-    case LandmarkSource::kMean: return "mean";
-    case LandmarkSource::kRepresentative: return "representative";
-  }
-  return "?";
-}
-
 Status validate_experiment_config(const ExperimentConfig& c) {
   if (c.tokens == 0) return flag_error("--tokens 0", "the context needs at least one block");
   if (c.block_tokens == 0 || c.block_tokens > kMaxBlockTokens) {

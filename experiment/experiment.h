@@ -9,15 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "attention/landmark_cache.h"  // LandmarkSource
 #include "attention/landmark_keys.h"
 #include "attention/retrieval_attention.h"
 #include "index/index_factory.h"
 #include "kvstore/store_stats.h"
 
 namespace lmkv {
-
-enum class LandmarkSource { kGiven, kMean, kRepresentative };
-const char* landmark_source_name(LandmarkSource source);
 
 struct ExperimentConfig {
   uint64_t tokens = 1'000'000;
