@@ -16,7 +16,8 @@ struct LandmarkCache::LayerState {
   uint64_t sealed_blocks = 0;   // blocks in the store; those past indexed_blocks are pending
   std::vector<std::vector<uint16_t>> keys, values;  // per KV head, from indexed_blocks * B on
   std::vector<float> pending_landmarks;  // [pending blocks][kv_heads][d]
-  uint64_t window_tokens() const { return keys.empty() ? 0 : keys[0].size(); }
+  uint32_t dim = 0;
+  uint64_t window_tokens() const { return keys.empty() ? 0 : keys[0].size() / dim; }
 };
 
 const char* landmark_source_name(LandmarkSource source) {
@@ -69,6 +70,7 @@ LandmarkCache::LayerState& LandmarkCache::state(uint64_t sequence, uint32_t laye
     s->indexed_blocks = s->sealed_blocks = index_->size({sequence, layer, 0});
     s->keys.resize(options_.kv_heads);
     s->values.resize(options_.kv_heads);
+    s->dim = options_.store.shape.head_dim;
   }
   return *s;
 }
@@ -157,13 +159,21 @@ Status LandmarkCache::append(uint64_t sequence, uint32_t layer, uint32_t tokens,
     return Status::InvalidArgument(fmt::format("append of {} tokens with null keys or values", tokens));
   }
   const bool given = options_.landmark == LandmarkSource::kGiven;
-  if (given != (landmarks != nullptr)) {
-    return Status::InvalidArgument(given ? "given landmarks expected, got null"
-                                         : "landmarks passed, but the cache computes its own");
+  if (!given && landmarks != nullptr) {
+    return Status::InvalidArgument(fmt::format("landmarks passed, but the cache computes {} ones",
+                                               landmark_source_name(options_.landmark)));
   }
   LayerState& s = state(sequence, layer);
+  const uint32_t B = options_.store.shape.block_tokens;
+  const uint64_t open_tokens = s.window_tokens() - (s.sealed_blocks - s.indexed_blocks) * B;
+  const uint64_t sealing = (open_tokens + tokens) / B;
+  if (given && sealing > 0 && landmarks == nullptr) {
+    return Status::InvalidArgument(fmt::format(
+        "this append seals {} blocks: pass their given landmarks ([{}][{}][{}] floats)", sealing,
+        sealing, options_.kv_heads, options_.store.shape.head_dim));
+  }
   LMKV_RETURN_IF_ERROR(index_pending(sequence, layer, s));
-  const uint32_t d = options_.store.shape.head_dim, B = options_.store.shape.block_tokens;
+  const uint32_t d = options_.store.shape.head_dim;
   const uint32_t kv = options_.kv_heads;
   const auto* k = static_cast<const uint16_t*>(keys);
   const auto* v = static_cast<const uint16_t*>(values);

@@ -44,7 +44,8 @@ class LandmarkCache {
   // Appends `tokens` tokens of one layer of a sequence: keys and values [tokens][kv_heads][d] in
   // the store's dtype (host memory). Blocks that fill up are sealed. With LandmarkSource::kGiven,
   // `landmarks` holds [sealing][kv_heads][d] floats, one per block this call seals
-  // (blocks_sealed_by(sequence, layer, tokens) of them); otherwise it must be null.
+  // (blocks_sealed_by(sequence, layer, tokens) of them; null when it seals none); otherwise it
+  // must be null.
   Status append(uint64_t sequence, uint32_t layer, uint32_t tokens, const void* keys,
                 const void* values, const float* landmarks = nullptr);
   // How many blocks an append of `tokens` tokens would seal now.

@@ -82,7 +82,7 @@ LMKV_API lmkv_status lmkv_blocks_sealed_by(lmkv_cache* cache, uint64_t sequence,
 
 /* Appends `tokens` tokens of one layer: keys and values [tokens][kv_heads][head_dim] in the
  * configured dtype, host memory. landmarks: [sealed][kv_heads][head_dim] floats with
- * LMKV_LANDMARK_GIVEN (see lmkv_blocks_sealed_by), otherwise NULL. */
+ * LMKV_LANDMARK_GIVEN when the call seals blocks (see lmkv_blocks_sealed_by), otherwise NULL. */
 LMKV_API lmkv_status lmkv_append(lmkv_cache* cache, uint64_t sequence, uint32_t layer,
                                  uint32_t tokens, const void* keys, const void* values,
                                  const float* landmarks);
