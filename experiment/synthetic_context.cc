@@ -101,18 +101,28 @@ void SyntheticContext::direction(uint32_t layer, uint32_t kv_head, uint64_t bloc
   for (uint32_t i = 0; i < options_.dim; ++i) out[i] *= inv;
 }
 
-void SyntheticContext::block(uint32_t layer, uint32_t kv_head, uint64_t block, float* keys,
-                             float* values) const {
-  const uint32_t d = options_.dim, B = options_.block_tokens;
-  std::vector<float> dir(d);
-  direction(layer, kv_head, block, dir.data());
-  Normal normal(key_of(options_.seed, kBlock, layer, kv_head, block));
-  for (uint32_t t = 0; t < B; ++t) {
-    for (uint32_t i = 0; i < d; ++i) {
+namespace {
+
+// `tokens` tokens clustered around `dir`: keys kKeyScale * dir + noise, values noise.
+void clustered_tokens(const std::vector<float>& dir, uint32_t tokens, Normal& normal, float* keys,
+                      float* values) {
+  const size_t d = dir.size();
+  for (uint32_t t = 0; t < tokens; ++t) {
+    for (size_t i = 0; i < d; ++i) {
       keys[t * d + i] = kKeyScale * dir[i] + normal.next();
       values[t * d + i] = normal.next();
     }
   }
+}
+
+}  // namespace
+
+void SyntheticContext::block(uint32_t layer, uint32_t kv_head, uint64_t block, float* keys,
+                             float* values) const {
+  std::vector<float> dir(options_.dim);
+  direction(layer, kv_head, block, dir.data());
+  Normal normal(key_of(options_.seed, kBlock, layer, kv_head, block));
+  clustered_tokens(dir, options_.block_tokens, normal, keys, values);
 }
 
 void SyntheticContext::given_landmark(uint32_t layer, uint32_t kv_head, uint64_t block,
@@ -124,16 +134,10 @@ void SyntheticContext::given_landmark(uint32_t layer, uint32_t kv_head, uint64_t
 
 void SyntheticContext::window(uint32_t layer, uint32_t kv_head, uint32_t tokens, float* keys,
                               float* values) const {
-  const uint32_t d = options_.dim;
-  std::vector<float> dir(d);
+  std::vector<float> dir(options_.dim);
   direction(layer, kv_head, options_.blocks, dir.data());  // the open block continues the drift
   Normal normal(key_of(options_.seed, kWindow, layer, kv_head, tokens));
-  for (uint32_t t = 0; t < tokens; ++t) {
-    for (uint32_t i = 0; i < d; ++i) {
-      keys[t * d + i] = kKeyScale * dir[i] + normal.next();
-      values[t * d + i] = normal.next();
-    }
-  }
+  clustered_tokens(dir, tokens, normal, keys, values);
 }
 
 void SyntheticContext::needle_query(uint32_t layer, uint32_t kv_head, size_t needle,
