@@ -17,6 +17,7 @@ namespace {
 
 constexpr uint32_t kHeads = 4, kKv = 2, kDim = 64, kBlock = 16;
 
+// `dir` must outlive the config: data_dir points into it.
 lmkv_config small_config(const std::string& dir) {
   lmkv_config c = lmkv_default_config();
   c.layers = 2;
@@ -117,7 +118,8 @@ TEST(CApi, ErrorPathsAreCodesWithMessagesNeverCrashes) {
   lmkv_cache* cache = nullptr;
   // Open: null arguments, missing data dir, an old struct size, bad enums and shapes.
   EXPECT_EQ(lmkv_open(nullptr, &cache), LMKV_INVALID_ARGUMENT);
-  lmkv_config config = small_config(dir.sub("db"));
+  const std::string path = dir.sub("db");
+  lmkv_config config = small_config(path);
   EXPECT_EQ(lmkv_open(&config, nullptr), LMKV_INVALID_ARGUMENT);
   lmkv_config bad = config;
   bad.data_dir = nullptr;
@@ -192,7 +194,8 @@ TEST(CApi, ErrorPathsAreCodesWithMessagesNeverCrashes) {
 
 TEST(CApi, GivenLandmarksAndAReopenContinueTheSequence) {
   test::TempDir dir;
-  lmkv_config config = small_config(dir.sub("db"));
+  const std::string path = dir.sub("db");
+  lmkv_config config = small_config(path);
   config.landmark = LMKV_LANDMARK_GIVEN;
   lmkv_cache* cache = nullptr;
   ASSERT_EQ(lmkv_open(&config, &cache), LMKV_OK) << lmkv_last_error();
