@@ -44,14 +44,14 @@ class RocksDbDiskTier final : public DiskTier {
   ~RocksDbDiskTier() override { (void)close(); }
 
   Status put(const std::vector<DiskRecord>& records) override {
-    LMKV_RETURN_IF_ERROR(check_open());
+    LMKV_RETURN_IF_ERROR(check_writable());
     rocksdb::WriteBatch batch;
     for (const DiskRecord& r : records) {
       batch.Put(encode_block_key(r.key, r.landmark ? kLandmarkKeyTag : kBlockKeyTag),
                 rocksdb::Slice(r.value.data(), r.value.size()));
     }
-    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
-                        fmt::format("writing {} records to {}", records.size(), path_));
+    return written(db_->Write(rocksdb::WriteOptions(), &batch),
+                   fmt::format("writing {} records to {}", records.size(), path_));
   }
 
   Status scan_landmarks(const LandmarkVisitor& visit) override {
@@ -118,14 +118,14 @@ class RocksDbDiskTier final : public DiskTier {
   }
 
   Status erase_sequence(uint64_t sequence) override {
-    LMKV_RETURN_IF_ERROR(check_open());
+    LMKV_RETURN_IF_ERROR(check_writable());
     rocksdb::WriteBatch batch;  // blocks and landmarks go together
     for (char tag : {kBlockKeyTag, kLandmarkKeyTag}) {
       const auto [begin, end] = sequence_key_range(sequence, tag);
       batch.DeleteRange(db_->DefaultColumnFamily(), begin, end);
     }
-    return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch),
-                        fmt::format("erasing sequence {}", sequence));
+    return written(db_->Write(rocksdb::WriteOptions(), &batch),
+                   fmt::format("erasing sequence {}", sequence));
   }
 
   Result<std::optional<std::string>> get_metadata(const std::string& name) override {
@@ -138,28 +138,28 @@ class RocksDbDiskTier final : public DiskTier {
   }
 
   Status put_metadata(const std::string& name, const std::string& value) override {
-    LMKV_RETURN_IF_ERROR(check_open());
+    LMKV_RETURN_IF_ERROR(check_writable());
     rocksdb::WriteOptions write_options;
     write_options.sync = true;
-    return from_rocksdb(db_->Put(write_options, metadata_key(name), value),
-                        "writing metadata " + name);
+    return written(db_->Put(write_options, metadata_key(name), value), "writing metadata " + name);
   }
 
   Status sync() override {
-    LMKV_RETURN_IF_ERROR(check_open());
-    return from_rocksdb(db_->FlushWAL(/*sync=*/true), "syncing " + path_);
+    LMKV_RETURN_IF_ERROR(check_writable());
+    return written(db_->FlushWAL(/*sync=*/true), "syncing " + path_);
   }
 
   Status compact() override {
-    LMKV_RETURN_IF_ERROR(check_open());
+    LMKV_RETURN_IF_ERROR(check_writable());
     rocksdb::CompactRangeOptions options;
     options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-    return from_rocksdb(db_->CompactRange(options, nullptr, nullptr), "compacting " + path_);
+    return written(db_->CompactRange(options, nullptr, nullptr), "compacting " + path_);
   }
 
   Status close() override {
     if (closed_.exchange(true)) return Status::Ok();
-    Status s = from_rocksdb(db_->FlushWAL(/*sync=*/true), "syncing " + path_ + " at close");
+    Status s = write_failure();
+    if (s.ok()) s = from_rocksdb(db_->FlushWAL(/*sync=*/true), "syncing " + path_ + " at close");
     const rocksdb::Status closing = db_->Close();
     if (s.ok()) s = from_rocksdb(closing, "closing " + path_);
     return s;
@@ -174,10 +174,38 @@ class RocksDbDiskTier final : public DiskTier {
     return Status::Ok();
   }
 
+  Status check_writable() const {
+    LMKV_RETURN_IF_ERROR(check_open());
+    return write_failure();
+  }
+
+  // After a failed write (a full disk, an I/O error) RocksDB keeps its log writer in an error
+  // state that a later write or sync must not touch (some builds assert on it). The tier then
+  // refuses writes with the first error until the store is reopened; reads go on.
+  Status write_failure() const {
+    std::lock_guard<std::mutex> lock(failure_mu_);
+    return write_failure_;
+  }
+
+  Status written(const rocksdb::Status& s, const std::string& what) {
+    Status status = from_rocksdb(s, what);
+    if (!s.ok() && (s.IsIOError() || s.IsNoSpace() || s.IsCorruption())) {
+      std::lock_guard<std::mutex> lock(failure_mu_);
+      if (write_failure_.ok()) {
+        write_failure_ = Status::IOError(fmt::format(
+            "the disk tier at {} stopped writing after: {} (reopen the store once fixed)", path_,
+            status.to_string()));
+      }
+    }
+    return status;
+  }
+
   std::unique_ptr<rocksdb::DB> db_;
   std::string path_;
   bool direct_reads_;
   std::atomic<bool> closed_{false};
+  mutable std::mutex failure_mu_;
+  Status write_failure_;
 };
 
 }  // namespace
@@ -198,6 +226,7 @@ Result<std::unique_ptr<DiskTier>> open_rocksdb_disk_tier(const DiskOptions& opti
 
   rocksdb::Options db_options;
   db_options.create_if_missing = options.create_if_missing;
+  if (options.env != nullptr) db_options.env = options.env;
   db_options.compression = rocksdb::kNoCompression;  // fp16/bf16 payloads do not compress
   db_options.write_buffer_size = options.write_buffer_bytes;
   db_options.max_background_jobs = 4;

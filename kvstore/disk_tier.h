@@ -21,6 +21,12 @@ enum class DirectIo {
   kOff,   // buffered through the page cache
 };
 
+}  // namespace lmkv
+namespace rocksdb {
+class Env;
+}
+namespace lmkv {
+
 struct DiskOptions {
   std::string path;                      // RocksDB directory (required)
   bool create_if_missing = true;         // create the directory and database when absent
@@ -33,6 +39,9 @@ struct DiskOptions {
   // small references: compactions stop rewriting 25 KB payloads, and a read is one exact-size
   // read of the blob. Off: values live inside the sorted tables.
   bool blob_files = true;
+  // The RocksDB environment (null: the default). Tests pass one whose file system fails or runs
+  // out of space.
+  rocksdb::Env* env = nullptr;
 };
 
 struct DiskRecord {

@@ -108,17 +108,28 @@ Result<std::unique_ptr<TieredStore>> TieredStore::open(StoreOptions options) {
   }
   const auto gpu_slots = static_cast<int32_t>(options.gpu_capacity_bytes / block);
   const auto host_slots = static_cast<int32_t>(options.host_capacity_bytes / block);
-  auto core = std::make_shared<StoreCore>(options, gpu_slots, host_slots);
-  core->cuda_devices = devices;
-
+  // The arenas first: an impossible capacity fails there, before the per-slot bookkeeping.
 #ifdef LMKV_WITH_CUDA
+  std::unique_ptr<GpuArena> gpu_arena;
   if (devices > 0) LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.cuda_device));
   if (gpu_slots > 0) {
-    LMKV_ASSIGN_OR_RETURN(core->gpu_arena, GpuArena::allocate(gpu_slots, block));
+    LMKV_ASSIGN_OR_RETURN(gpu_arena, GpuArena::allocate(gpu_slots, block));
   }
 #endif
-  LMKV_ASSIGN_OR_RETURN(core->host_arena,
+  LMKV_ASSIGN_OR_RETURN(std::unique_ptr<HostArena> host_arena,
                         HostArena::allocate(host_slots, block, /*pinned=*/devices > 0));
+  std::shared_ptr<StoreCore> core;
+  try {
+    core = std::make_shared<StoreCore>(options, gpu_slots, host_slots);
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted(fmt::format(
+        "cannot allocate the bookkeeping of {} GPU and {} host slots", gpu_slots, host_slots));
+  }
+  core->cuda_devices = devices;
+#ifdef LMKV_WITH_CUDA
+  core->gpu_arena = std::move(gpu_arena);
+#endif
+  core->host_arena = std::move(host_arena);
 
   DiskOptions disk_options;
   disk_options.path = options.disk_path;
