@@ -47,9 +47,11 @@ TEST_P(CrashConsistency, SyncedBlocksSurviveSigkill) {
     pid_t child = 0;
     ASSERT_EQ(posix_spawn(&child, LMKV_CRASH_WRITER, nullptr, nullptr, args, environ), 0);
     // Kill at a random moment: often while the writer is still opening the store; every fifth
-    // round late enough that it gets well into ingesting (a slow start, as under sanitizers,
-    // must not keep it from ever syncing).
-    const int window_ms = kills % 5 == 4 ? 400 : 120;
+    // round late enough that it gets well into ingesting. Until a sync has been seen those late
+    // rounds wait longer each time (a slow start, as under sanitizers on a loaded machine, must
+    // not keep the writer from ever syncing).
+    const int late_ms = synced_before == 0 ? 400 * (1 + kills / 5) : 400;
+    const int window_ms = kills % 5 == 4 ? late_ms : 120;
     std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % window_ms));
     ::kill(child, SIGKILL);
     int status = 0;
