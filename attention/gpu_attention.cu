@@ -41,9 +41,12 @@ Status launch(const kernels::AttentionParams& p, cudaStream_t stream) {
 template <typename T>
 Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, cudaStream_t stream) {
   switch (dim) {
-    case 64: return launch<T, 64>(p, stream);
-    case 128: return launch<T, 128>(p, stream);
-    default: return launch<T, 256>(p, stream);
+    case 64:
+      return launch<T, 64>(p, stream);
+    case 128:
+      return launch<T, 128>(p, stream);
+    default:
+      return launch<T, 256>(p, stream);
   }
 }
 
@@ -94,8 +97,7 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
   const int64_t target_warps = int64_t(s.sm_count) * 64;
   p.parts = int32_t(std::clamp<int64_t>((target_warps + p.rows - 1) / p.rows, 1, max_items));
   if (p.parts > 1) {
-    LMKV_RETURN_IF_ERROR(
-        s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
+    LMKV_RETURN_IF_ERROR(s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
     p.partial = static_cast<float*>(s.partial.get());
   }
   if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, stream);

@@ -48,9 +48,9 @@ struct GpuAttentionArgs {
   uint32_t window_stride_tokens = 0;
   int64_t window_start = 0;  // position of window token 0 (RoPE only)
 
-  const char* slot_base = nullptr;   // slot s holds K[B][d], V[B][d] at slot_base + s * payload
-  const int32_t* indptr = nullptr;   // [tokens * heads + 1], indptr[0] = 0
-  const int32_t* slots = nullptr;    // [indptr[rows]]: each entry's slot
+  const char* slot_base = nullptr;  // slot s holds K[B][d], V[B][d] at slot_base + s * payload
+  const int32_t* indptr = nullptr;  // [tokens * heads + 1], indptr[0] = 0
+  const int32_t* slots = nullptr;   // [indptr[rows]]: each entry's slot
   const float* landmark_scores = nullptr;  // [indptr[rows]]: q . landmark, unscaled
   const int64_t* block_nos = nullptr;      // [indptr[rows]]: needed for RopeMode::kStored only
   uint32_t max_blocks_per_row = 0;         // an upper bound on any row's entries

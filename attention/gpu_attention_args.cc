@@ -15,7 +15,8 @@ bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p
 
 Status validate_gpu_attention_args(const GpuAttentionArgs& a) {
   if (a.dim != 64 && a.dim != 128 && a.dim != 256) {
-    return Status::InvalidArgument(fmt::format("attention head dim {} is not 64, 128 or 256", a.dim));
+    return Status::InvalidArgument(
+        fmt::format("attention head dim {} is not 64, 128 or 256", a.dim));
   }
   if (a.dtype != DType::kFloat16 && a.dtype != DType::kBFloat16) {
     return Status::InvalidArgument(
@@ -40,26 +41,26 @@ Status validate_gpu_attention_args(const GpuAttentionArgs& a) {
   }
   const uint64_t rows = uint64_t{a.tokens} * a.heads;
   if (rows > INT32_MAX || uint64_t{a.window_tokens} * a.kv_heads * a.dim > (1ull << 40)) {
-    return Status::InvalidArgument(fmt::format(
-        "attention of {} tokens x {} heads, window {}: too large", a.tokens, a.heads,
-        a.window_tokens));
+    return Status::InvalidArgument(
+        fmt::format("attention of {} tokens x {} heads, window {}: too large", a.tokens, a.heads,
+                    a.window_tokens));
   }
   if (a.queries == nullptr || a.window_keys == nullptr || a.window_values == nullptr ||
       a.indptr == nullptr || a.out == nullptr) {
     return Status::InvalidArgument("attention with a null queries, window, indptr or out pointer");
   }
-  if (a.max_blocks_per_row > 0 && (a.slot_base == nullptr || a.slots == nullptr ||
-                                   a.landmark_scores == nullptr)) {
-    return Status::InvalidArgument(fmt::format(
-        "up to {} blocks per row but a null slot base, slots or landmark scores",
-        a.max_blocks_per_row));
+  if (a.max_blocks_per_row > 0 &&
+      (a.slot_base == nullptr || a.slots == nullptr || a.landmark_scores == nullptr)) {
+    return Status::InvalidArgument(
+        fmt::format("up to {} blocks per row but a null slot base, slots or landmark scores",
+                    a.max_blocks_per_row));
   }
   if (a.rope.mode == RopeMode::kStored && a.max_blocks_per_row > 0 && a.block_nos == nullptr) {
     return Status::InvalidArgument("stored-position RoPE needs the entries' block numbers");
   }
   if (a.rope.mode != RopeMode::kNone && !(a.rope.theta > 1.f && std::isfinite(a.rope.theta))) {
-    return Status::InvalidArgument(fmt::format("RoPE theta {} is not a finite value above 1",
-                                               a.rope.theta));
+    return Status::InvalidArgument(
+        fmt::format("RoPE theta {} is not a finite value above 1", a.rope.theta));
   }
   if (!(a.scale >= 0 && std::isfinite(a.scale))) {
     return Status::InvalidArgument(fmt::format("attention scale {}", a.scale));

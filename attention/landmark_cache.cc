@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "attention/landmark_keys.h"
@@ -15,16 +16,19 @@ struct LandmarkCache::LayerState {
   uint64_t indexed_blocks = 0;  // blocks in the index (retrievable)
   uint64_t sealed_blocks = 0;   // blocks in the store; those past indexed_blocks are pending
   std::vector<std::vector<uint16_t>> keys, values;  // per KV head, from indexed_blocks * B on
-  std::vector<float> pending_landmarks;  // [pending blocks][kv_heads][d]
+  std::vector<float> pending_landmarks;             // [pending blocks][kv_heads][d]
   uint32_t dim = 0;
   uint64_t window_tokens() const { return keys.empty() ? 0 : keys[0].size() / dim; }
 };
 
 const char* landmark_source_name(LandmarkSource source) {
   switch (source) {
-    case LandmarkSource::kGiven: return "given";
-    case LandmarkSource::kMean: return "mean";
-    case LandmarkSource::kRepresentative: return "representative";
+    case LandmarkSource::kGiven:
+      return "given";
+    case LandmarkSource::kMean:
+      return "mean";
+    case LandmarkSource::kRepresentative:
+      return "representative";
   }
   return "?";
 }
@@ -32,9 +36,8 @@ const char* landmark_source_name(LandmarkSource source) {
 Result<std::unique_ptr<LandmarkCache>> LandmarkCache::open(CacheOptions options) {
   if (options.layers == 0 || options.heads == 0 || options.kv_heads == 0 ||
       options.heads % options.kv_heads != 0) {
-    return Status::InvalidArgument(
-        fmt::format("cache of {} layers, {} heads over {} KV heads", options.layers,
-                    options.heads, options.kv_heads));
+    return Status::InvalidArgument(fmt::format("cache of {} layers, {} heads over {} KV heads",
+                                               options.layers, options.heads, options.kv_heads));
   }
   if (options.retrieval.top_k == 0) return Status::InvalidArgument("cache with top_k=0");
   LMKV_ASSIGN_OR_RETURN(std::unique_ptr<TieredStore> store, TieredStore::open(options.store));
@@ -147,8 +150,27 @@ Result<uint32_t> LandmarkCache::blocks_sealed_by(uint64_t sequence, uint32_t lay
   return uint32_t((open + tokens) / B);
 }
 
-Status LandmarkCache::append(uint64_t sequence, uint32_t layer, uint32_t tokens,
-                             const void* keys, const void* values, const float* landmarks) {
+// A NaN or infinite key or value would poison its block's landmark and every softmax that
+// retrieves it: refused before anything is stored. Checked on the raw bits (exponent all ones).
+Status LandmarkCache::check_finite(const void* keys, const void* values, uint32_t tokens) const {
+  const uint16_t exponent = options_.store.shape.dtype == DType::kFloat16 ? 0x7C00 : 0x7F80;
+  const size_t n = size_t{tokens} * options_.kv_heads * options_.store.shape.head_dim;
+  for (const void* data : {keys, values}) {
+    const auto* bits = static_cast<const uint16_t*>(data);
+    for (size_t i = 0; i < n; ++i) {
+      if ((bits[i] & exponent) == exponent) {
+        const size_t per_token = n / tokens;
+        return Status::InvalidArgument(fmt::format(
+            "{} of token {} (KV head {}) is not finite", data == keys ? "a key" : "a value",
+            i / per_token, i % per_token / options_.store.shape.head_dim));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status LandmarkCache::append(uint64_t sequence, uint32_t layer, uint32_t tokens, const void* keys,
+                             const void* values, const float* landmarks) {
   std::lock_guard<std::mutex> lock(mu_);
   LMKV_RETURN_IF_ERROR(check_open());
   if (layer >= options_.layers) {
@@ -156,21 +178,23 @@ Status LandmarkCache::append(uint64_t sequence, uint32_t layer, uint32_t tokens,
   }
   if (tokens == 0) return Status::Ok();
   if (keys == nullptr || values == nullptr) {
-    return Status::InvalidArgument(fmt::format("append of {} tokens with null keys or values", tokens));
+    return Status::InvalidArgument(
+        fmt::format("append of {} tokens with null keys or values", tokens));
   }
   const bool given = options_.landmark == LandmarkSource::kGiven;
   if (!given && landmarks != nullptr) {
     return Status::InvalidArgument(fmt::format("landmarks passed, but the cache computes {} ones",
                                                landmark_source_name(options_.landmark)));
   }
+  LMKV_RETURN_IF_ERROR(check_finite(keys, values, tokens));
   LayerState& s = state(sequence, layer);
   const uint32_t B = options_.store.shape.block_tokens;
   const uint64_t open_tokens = s.window_tokens() - (s.sealed_blocks - s.indexed_blocks) * B;
   const uint64_t sealing = (open_tokens + tokens) / B;
   if (given && sealing > 0 && landmarks == nullptr) {
-    return Status::InvalidArgument(fmt::format(
-        "this append seals {} blocks: pass their given landmarks ([{}][{}][{}] floats)", sealing,
-        sealing, options_.kv_heads, options_.store.shape.head_dim));
+    return Status::InvalidArgument(
+        fmt::format("this append seals {} blocks: pass their given landmarks ([{}][{}][{}] floats)",
+                    sealing, sealing, options_.kv_heads, options_.store.shape.head_dim));
   }
   LMKV_RETURN_IF_ERROR(index_pending(sequence, layer, s));
   const uint32_t d = options_.store.shape.head_dim;
@@ -187,8 +211,8 @@ Status LandmarkCache::append(uint64_t sequence, uint32_t layer, uint32_t tokens,
   }
   uint32_t sealed_now = 0;
   while (s.window_tokens() >= (s.sealed_blocks - s.indexed_blocks + 1) * B) {
-    LMKV_RETURN_IF_ERROR(seal(sequence, layer, s,
-                              given ? landmarks + size_t{sealed_now} * kv * d : nullptr));
+    LMKV_RETURN_IF_ERROR(
+        seal(sequence, layer, s, given ? landmarks + size_t{sealed_now} * kv * d : nullptr));
     ++sealed_now;
   }
   return Status::Ok();
@@ -205,8 +229,8 @@ Status LandmarkCache::attend(uint64_t sequence, uint32_t layer, uint32_t tokens,
   const uint32_t d = options_.store.shape.head_dim, B = options_.store.shape.block_tokens;
   if (tokens == 0 || tokens > s.window_tokens()) {
     return Status::InvalidArgument(fmt::format(
-        "attend for {} tokens of sequence {} layer {}: the window holds {} appended tokens",
-        tokens, sequence, layer, s.window_tokens()));
+        "attend for {} tokens of sequence {} layer {}: the window holds {} appended tokens", tokens,
+        sequence, layer, s.window_tokens()));
   }
   // The window as one [kv_heads][window][d] array.
   const size_t window = s.window_tokens();

@@ -45,7 +45,7 @@ class LandmarkCache {
   // the store's dtype (host memory). Blocks that fill up are sealed. With LandmarkSource::kGiven,
   // `landmarks` holds [sealing][kv_heads][d] floats, one per block this call seals
   // (blocks_sealed_by(sequence, layer, tokens) of them; null when it seals none); otherwise it
-  // must be null.
+  // must be null. NaN or infinite keys, values or landmarks are refused before anything is stored.
   Status append(uint64_t sequence, uint32_t layer, uint32_t tokens, const void* keys,
                 const void* values, const float* landmarks = nullptr);
   // How many blocks an append of `tokens` tokens would seal now.
@@ -73,6 +73,7 @@ class LandmarkCache {
   Status index_pending(uint64_t sequence, uint32_t layer, LayerState& s);
   Status seal(uint64_t sequence, uint32_t layer, LayerState& s, const float* landmarks);
   Status check_open() const;
+  Status check_finite(const void* keys, const void* values, uint32_t tokens) const;
 
   CacheOptions options_;
   std::unique_ptr<TieredStore> store_;

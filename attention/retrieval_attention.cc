@@ -53,8 +53,8 @@ Status check(const RetrievalInputs& in, const RetrievalOptions& options, const B
         fmt::format("heads={} must be a positive multiple of kv_heads={}", in.heads, in.kv_heads));
   }
   if (index_dim != shape.head_dim) {
-    return Status::InvalidArgument(fmt::format("the index holds keys of dim {}, the store dim {}",
-                                               index_dim, shape.head_dim));
+    return Status::InvalidArgument(
+        fmt::format("the index holds keys of dim {}, the store dim {}", index_dim, shape.head_dim));
   }
   if (in.tokens == 0 || in.queries == nullptr) {
     return Status::InvalidArgument(
@@ -102,16 +102,16 @@ Status search_blocks(LandmarkIndex& index, const RetrievalInputs& in,
   }
   if (most == 0) return Status::Ok();  // nothing sealed yet: the window alone
   if (fewest == 0) {
-    return Status::FailedPrecondition(fmt::format(
-        "sequence {} layer {}: some KV heads have landmarks and some have none", in.sequence,
-        in.layer));
+    return Status::FailedPrecondition(
+        fmt::format("sequence {} layer {}: some KV heads have landmarks and some have none",
+                    in.sequence, in.layer));
   }
   const bool per_chunk = options.retrieval == Retrieval::kPerChunk;
   // Offload mode softmaxes every block's score, so it asks for all of them.
   const uint32_t k = per_chunk ? uint32_t(most) : options.top_k;
   const std::vector<float> queries = head_major_queries(in, dim);
-  const SearchRequest request{in.sequence, in.layer, in.kv_heads, in.tokens * group, k,
-                              queries.data()};
+  const SearchRequest request{in.sequence,       in.layer, in.kv_heads,
+                              in.tokens * group, k,        queries.data()};
   SearchResult result;
   LMKV_RETURN_IF_ERROR(index.search(request, &result));
   auto result_row = [&](uint32_t t, uint32_t h) {
@@ -150,9 +150,9 @@ Status search_blocks(LandmarkIndex& index, const RetrievalInputs& in,
           }
         }
       }
-      LMKV_ASSIGN_OR_RETURN(std::vector<uint32_t> chosen,
-                            select_blocks_from_chunk_scores(scores, in.tokens, blocks.size(),
-                                                            options.top_k, scale));
+      LMKV_ASSIGN_OR_RETURN(
+          std::vector<uint32_t> chosen,
+          select_blocks_from_chunk_scores(scores, in.tokens, blocks.size(), options.top_k, scale));
       for (uint32_t t = 0; t < in.tokens; ++t) {
         for (uint32_t c : chosen) {
           const double s = scores[t * blocks.size() + c];
@@ -234,8 +234,8 @@ Status attend_on_cpu(const RetrievalInputs& in, const RetrievalOptions& options,
   for (size_t u = 0; u < wave.unique.size(); ++u) {
     const char* payload = page.payload(u);
     LMKV_RETURN_IF_ERROR(to_floats(payload, shape.dtype, tensor, keys.data() + u * tensor));
-    LMKV_RETURN_IF_ERROR(to_floats(payload + shape.tensor_bytes(), shape.dtype, tensor,
-                                   values.data() + u * tensor));
+    LMKV_RETURN_IF_ERROR(
+        to_floats(payload + shape.tensor_bytes(), shape.dtype, tensor, values.data() + u * tensor));
     if (rope == RopeMode::kStored) {
       for (uint32_t j = 0; j < B; ++j) {
         const int64_t position = int64_t(wave.unique[u].block_no) * B + j;
@@ -420,8 +420,7 @@ Status RetrievalAttention::run(const RetrievalInputs& in, const RetrievalOptions
   const BlockShape& shape = store_.shape();
   LMKV_RETURN_IF_ERROR(check(in, options, shape, index_.dim()));
   if (out == nullptr) return Status::InvalidArgument("retrieval attention with a null output");
-  const double scale =
-      options.scale > 0 ? options.scale : 1.0 / std::sqrt(double(shape.head_dim));
+  const double scale = options.scale > 0 ? options.scale : 1.0 / std::sqrt(double(shape.head_dim));
   const bool on_gpu = options.device == AttentionDevice::kGpu;
   if (on_gpu && store_.gpu_slot_count() == 0) {
     return Status::FailedPrecondition("GPU retrieval attention needs a store with a GPU tier");

@@ -22,10 +22,10 @@ enum class AttentionDevice {
 };
 
 struct RetrievalOptions {
-  uint32_t top_k = 32;                          // blocks per head (per token or per chunk)
-  Retrieval retrieval = Retrieval::kPerToken;   // per-chunk mode scores every block of a head
-  double scale = 0;                             // 0: 1/sqrt(dim)
-  RopeOptions rope;                             // for keys stored before rotary encoding
+  uint32_t top_k = 32;                         // blocks per head (per token or per chunk)
+  Retrieval retrieval = Retrieval::kPerToken;  // per-chunk mode scores every block of a head
+  double scale = 0;                            // 0: 1/sqrt(dim)
+  RopeOptions rope;                            // for keys stored before rotary encoding
   AttentionDevice device = AttentionDevice::kCpu;
 };
 

@@ -140,8 +140,8 @@ void run_kernels(benchmark::State& state, bool dense) {
     state.SetIterationTime(ms / 1e3);
   }
   // Bytes the step must read: retrieved blocks (or the whole cache) plus the window.
-  const double read = dense ? double(kHeads) * context * kDim * 2 * 2
-                            : double(rows) * kTopK * kPayloadBytes;
+  const double read =
+      dense ? double(kHeads) * context * kDim * 2 * 2 : double(rows) * kTopK * kPayloadBytes;
   state.counters["GB/s"] =
       benchmark::Counter(read * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   state.counters["context"] = double(context);
@@ -156,7 +156,10 @@ void context_args(benchmark::internal::Benchmark* b) {
     for (int64_t tokens : {1, 512}) b->Args({context, tokens});
   }
 }
-BENCHMARK(BM_LandmarkAttentionKernels)->Apply(context_args)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_LandmarkAttentionKernels)
+    ->Apply(context_args)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseAttentionBaseline)
     ->Apply(context_args)
     ->UseManualTime()

@@ -39,16 +39,26 @@ lmkv_status translate(const Status& s) {
   if (s.ok()) return LMKV_OK;
   last_error = s.to_string();
   switch (s.code()) {
-    case StatusCode::kOk: return LMKV_OK;
-    case StatusCode::kInvalidArgument: return LMKV_INVALID_ARGUMENT;
-    case StatusCode::kNotFound: return LMKV_NOT_FOUND;
-    case StatusCode::kAlreadyExists: return LMKV_ALREADY_EXISTS;
-    case StatusCode::kCorruption: return LMKV_CORRUPTION;
-    case StatusCode::kIOError: return LMKV_IO_ERROR;
-    case StatusCode::kResourceExhausted: return LMKV_RESOURCE_EXHAUSTED;
-    case StatusCode::kFailedPrecondition: return LMKV_FAILED_PRECONDITION;
-    case StatusCode::kCudaError: return LMKV_CUDA_ERROR;
-    default: return LMKV_INTERNAL;
+    case StatusCode::kOk:
+      return LMKV_OK;
+    case StatusCode::kInvalidArgument:
+      return LMKV_INVALID_ARGUMENT;
+    case StatusCode::kNotFound:
+      return LMKV_NOT_FOUND;
+    case StatusCode::kAlreadyExists:
+      return LMKV_ALREADY_EXISTS;
+    case StatusCode::kCorruption:
+      return LMKV_CORRUPTION;
+    case StatusCode::kIOError:
+      return LMKV_IO_ERROR;
+    case StatusCode::kResourceExhausted:
+      return LMKV_RESOURCE_EXHAUSTED;
+    case StatusCode::kFailedPrecondition:
+      return LMKV_FAILED_PRECONDITION;
+    case StatusCode::kCudaError:
+      return LMKV_CUDA_ERROR;
+    default:
+      return LMKV_INTERNAL;
   }
 }
 
@@ -58,8 +68,9 @@ lmkv_status with_cache(lmkv_cache* cache, const char* call, Body&& body) {
   {
     std::lock_guard<std::mutex> lock(registry_mu);
     if (cache == nullptr || registry().count(cache) == 0) {
-      return fail(LMKV_INVALID_ARGUMENT,
-                  fmt::format("{}: {} handle", call, cache == nullptr ? "null" : "closed or unknown"));
+      return fail(
+          LMKV_INVALID_ARGUMENT,
+          fmt::format("{}: {} handle", call, cache == nullptr ? "null" : "closed or unknown"));
     }
   }
   try {
@@ -129,31 +140,40 @@ lmkv_status lmkv_open(const lmkv_config* config, lmkv_cache** out) {
   }
   try {
     lmkv::CacheOptions o;
-    o.store.shape = {config->block_tokens, config->head_dim,
-                     config->dtype == LMKV_FLOAT16 ? lmkv::DType::kFloat16 : lmkv::DType::kBFloat16};
+    o.store.shape = {
+        config->block_tokens, config->head_dim,
+        config->dtype == LMKV_FLOAT16 ? lmkv::DType::kFloat16 : lmkv::DType::kBFloat16};
     o.store.disk_path = config->data_dir;
     o.store.host_capacity_bytes = config->host_capacity_bytes;
-    o.store.write_policy = config->write_policy == LMKV_WRITE_BACK ? lmkv::WritePolicy::kWriteBack
-                                                                   : lmkv::WritePolicy::kWriteThrough;
+    o.store.write_policy = config->write_policy == LMKV_WRITE_BACK
+                               ? lmkv::WritePolicy::kWriteBack
+                               : lmkv::WritePolicy::kWriteThrough;
     const bool have_gpu = lmkv::cuda_device_count() > 0;
     if (config->device == LMKV_DEVICE_GPU && !have_gpu) {
       return fail(LMKV_FAILED_PRECONDITION, "lmkv_open: config.device is GPU but none is usable");
     }
-    const bool gpu = config->device == LMKV_DEVICE_GPU ||
-                     (config->device == LMKV_DEVICE_AUTO && have_gpu);
+    const bool gpu =
+        config->device == LMKV_DEVICE_GPU || (config->device == LMKV_DEVICE_AUTO && have_gpu);
     o.store.gpu_capacity_bytes = gpu ? config->gpu_capacity_bytes : 0;
     o.retrieval.device = gpu ? lmkv::AttentionDevice::kGpu : lmkv::AttentionDevice::kCpu;
     o.retrieval.top_k = config->top_k;
     o.layers = config->layers;
     o.heads = config->heads;
     o.kv_heads = config->kv_heads;
-    auto backend = lmkv::parse_index_backend(config->index_backend ? config->index_backend : "auto");
+    auto backend =
+        lmkv::parse_index_backend(config->index_backend ? config->index_backend : "auto");
     if (!backend.ok()) return translate(backend.status());
     o.backend = *backend;
     switch (config->landmark) {
-      case LMKV_LANDMARK_MEAN: o.landmark = lmkv::LandmarkSource::kMean; break;
-      case LMKV_LANDMARK_REPRESENTATIVE: o.landmark = lmkv::LandmarkSource::kRepresentative; break;
-      case LMKV_LANDMARK_GIVEN: o.landmark = lmkv::LandmarkSource::kGiven; break;
+      case LMKV_LANDMARK_MEAN:
+        o.landmark = lmkv::LandmarkSource::kMean;
+        break;
+      case LMKV_LANDMARK_REPRESENTATIVE:
+        o.landmark = lmkv::LandmarkSource::kRepresentative;
+        break;
+      case LMKV_LANDMARK_GIVEN:
+        o.landmark = lmkv::LandmarkSource::kGiven;
+        break;
       default:
         return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_open: config.landmark {}",
                                                        static_cast<int>(config->landmark)));
@@ -205,16 +225,16 @@ lmkv_status lmkv_attend(lmkv_cache* cache, uint64_t sequence, uint32_t layer, ui
       auto stream = static_cast<cudaStream_t>(cuda_stream);
       std::vector<float> host_queries(n), host_out(n);
       if (device_in) {
-        if (cudaMemcpyAsync(host_queries.data(), queries, n * sizeof(float),
-                            cudaMemcpyDeviceToHost, stream) != cudaSuccess ||
+        if (cudaMemcpyAsync(host_queries.data(), queries, n * sizeof(float), cudaMemcpyDeviceToHost,
+                            stream) != cudaSuccess ||
             cudaStreamSynchronize(stream) != cudaSuccess) {
           return fail(LMKV_CUDA_ERROR, "lmkv_attend: copying device queries failed");
         }
       } else {
         std::memcpy(host_queries.data(), queries, n * sizeof(float));
       }
-      const lmkv_status code = translate(
-          c.cache->attend(sequence, layer, tokens, host_queries.data(), host_out.data()));
+      const lmkv_status code =
+          translate(c.cache->attend(sequence, layer, tokens, host_queries.data(), host_out.data()));
       if (code != LMKV_OK) return code;
       if (!device_out) {
         std::memcpy(out, host_out.data(), n * sizeof(float));
@@ -263,8 +283,9 @@ lmkv_status lmkv_close(lmkv_cache* cache) {
   {
     std::lock_guard<std::mutex> lock(registry_mu);
     if (cache == nullptr || registry().erase(cache) == 0) {
-      return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_close: {} handle",
-                                                     cache == nullptr ? "null" : "closed or unknown"));
+      return fail(
+          LMKV_INVALID_ARGUMENT,
+          fmt::format("lmkv_close: {} handle", cache == nullptr ? "null" : "closed or unknown"));
     }
   }
   lmkv_status code = LMKV_OK;

@@ -29,12 +29,15 @@ Status flag_error(const std::string& flag, const std::string& why) {
   return Status::InvalidArgument(fmt::format("{}: {}", flag, why));
 }
 
-Status check_data_dir(const std::string& dir) {
+Status check_writable_dir(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return flag_error("--data-dir " + dir, ec.message());
   const std::string probe = dir + "/.lmkv-write-probe";
-  { std::ofstream out(probe); if (!(out << "x")) return flag_error("--data-dir " + dir, "not writable"); }
+  {
+    std::ofstream out(probe);
+    if (!(out << "x")) return flag_error("--data-dir " + dir, "not writable");
+  }
   std::filesystem::remove(probe, ec);
   return Status::Ok();
 }
@@ -86,8 +89,7 @@ class ExactAttention {
         add(h, scale * s, value.data());
       }
     }
-    const size_t batch =
-        std::clamp<size_t>(size_t(store_.host_slot_count()) / 2, 1, 4096);
+    const size_t batch = std::clamp<size_t>(size_t(store_.host_slot_count()) / 2, 1, 4096);
     const size_t tensor = size_t{B} * d;
     // Per block of the batch and query head: the landmark logit and o_b, computed in parallel,
     // then added in block order.
@@ -159,7 +161,7 @@ void track_peaks(const StoreStatsSnapshot& s, size_t payload, ExperimentReport* 
 
 }  // namespace
 
-Status validate_experiment_config(const ExperimentConfig& c) {
+Status validate_experiment_config(const ExperimentConfig& c, bool check_data_dir) {
   if (c.tokens == 0) return flag_error("--tokens 0", "the context needs at least one block");
   if (c.block_tokens == 0 || c.block_tokens > kMaxBlockTokens) {
     return flag_error(fmt::format("--block {}", c.block_tokens),
@@ -180,7 +182,8 @@ Status validate_experiment_config(const ExperimentConfig& c) {
   }
   if (c.device == AttentionDevice::kGpu && c.head_dim != 64 && c.head_dim != 128 &&
       c.head_dim != 256) {
-    return flag_error(fmt::format("--head-dim {}", c.head_dim), "the GPU kernels take 64, 128 or 256");
+    return flag_error(fmt::format("--head-dim {}", c.head_dim),
+                      "the GPU kernels take 64, 128 or 256");
   }
   if (c.top_k == 0) return flag_error("--top-k 0", "retrieve at least one block");
   if (c.chunk_tokens == 0) return flag_error("--chunk 0", "ingest at least one token per chunk");
@@ -199,7 +202,7 @@ Status validate_experiment_config(const ExperimentConfig& c) {
       return flag_error(fmt::format("--needle-depths {}", depth), "depths are fractions in [0, 1]");
     }
   }
-  return check_data_dir(c.data_dir);
+  return check_data_dir ? check_writable_dir(c.data_dir) : Status::Ok();
 }
 
 Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const ProgressFn& progress) {
@@ -261,8 +264,12 @@ Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const Progres
           (void)to_floats(&k16[i * tensor], DType::kFloat16, tensor, keys.data() + i * tensor);
           float* l = head_landmarks + b * d;
           switch (c.landmark) {
-            case LandmarkSource::kGiven: context.given_landmark(layer, g, b, l); break;
-            case LandmarkSource::kMean: (void)mean_landmark(keys.data() + i * tensor, B, d, l); break;
+            case LandmarkSource::kGiven:
+              context.given_landmark(layer, g, b, l);
+              break;
+            case LandmarkSource::kMean:
+              (void)mean_landmark(keys.data() + i * tensor, B, d, l);
+              break;
             case LandmarkSource::kRepresentative:
               // No queries exist at ingest: the block's own keys stand in for them, which picks
               // its most central key.
@@ -303,10 +310,10 @@ Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const Progres
     }
     window_k16[layer].resize(n);
     window_v16[layer].resize(n);
-    LMKV_RETURN_IF_ERROR(from_floats(window_keys[layer].data(), n, DType::kFloat16,
-                                     window_k16[layer].data()));
-    LMKV_RETURN_IF_ERROR(from_floats(window_values[layer].data(), n, DType::kFloat16,
-                                     window_v16[layer].data()));
+    LMKV_RETURN_IF_ERROR(
+        from_floats(window_keys[layer].data(), n, DType::kFloat16, window_k16[layer].data()));
+    LMKV_RETURN_IF_ERROR(
+        from_floats(window_values[layer].data(), n, DType::kFloat16, window_v16[layer].data()));
     // The reference reads the window as stored.
     LMKV_RETURN_IF_ERROR(
         to_floats(window_k16[layer].data(), DType::kFloat16, n, window_keys[layer].data()));

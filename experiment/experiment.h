@@ -33,23 +33,24 @@ struct ExperimentConfig {
   bool keep_data = false;  // leave the experiment's blocks in data_dir afterwards
   IndexBackend backend = IndexBackend::kAuto;
   LandmarkSource landmark = LandmarkSource::kGiven;
-  uint32_t queries = 64;        // decode queries; the first ones find the needles
-  uint32_t exact_queries = 2;   // queries also computed by exact attention over every block
+  uint32_t queries = 64;       // decode queries; the first ones find the needles
+  uint32_t exact_queries = 2;  // queries also computed by exact attention over every block
   uint64_t seed = 1;
   std::vector<double> needle_depths = {0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0};
 };
 
-// Checks every field; the error names the flag (e.g. "--block 0: ...").
-Status validate_experiment_config(const ExperimentConfig& config);
+// Checks every field; the error names the flag (e.g. "--block 0: ..."). With check_data_dir, also
+// creates the data directory and checks that it is writable.
+Status validate_experiment_config(const ExperimentConfig& config, bool check_data_dir = true);
 
 struct QueryRecord {
   uint32_t query = 0;
-  int needle = -1;       // needle index, or -1 for a topic query
-  double depth = -1;     // the needle's depth
-  double step_us = 0;    // decode step over all layers
+  int needle = -1;     // needle index, or -1 for a topic query
+  double depth = -1;   // the needle's depth
+  double step_us = 0;  // decode step over all layers
   double search_us = 0, page_in_us = 0, attention_us = 0;
-  double needle_recall = -1;    // share of (layer, head) that retrieved the needle block
-  double relative_error = -1;   // against exact attention, for the sampled queries
+  double needle_recall = -1;   // share of (layer, head) that retrieved the needle block
+  double relative_error = -1;  // against exact attention, for the sampled queries
   size_t blocks_paged = 0;
 };
 

@@ -94,15 +94,16 @@ std::string report_svg(const ExperimentReport& r) {
   auto axes = [&](double left, const std::string& title, const std::string& xlabel,
                   const std::string& ylabel) {
     s += fmt::format("<text x=\"{}\" y=\"30\" font-size=\"13\">{}</text>\n", left, title);
-    s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n",
-                     left, y0, left + w);
-    s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n",
-                     left, y0, y0 - h);
+    s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"black\"/>\n", left,
+                     y0, left + w);
+    s += fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"black\"/>\n", left,
+                     y0, y0 - h);
     s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", left + w / 2,
                      y0 + 30, xlabel);
-    s += fmt::format("<text x=\"{}\" y=\"{}\" transform=\"rotate(-90 {} {})\" "
-                     "text-anchor=\"middle\">{}</text>\n",
-                     left - 35, y0 - h / 2, left - 35, y0 - h / 2, ylabel);
+    s += fmt::format(
+        "<text x=\"{}\" y=\"{}\" transform=\"rotate(-90 {} {})\" "
+        "text-anchor=\"middle\">{}</text>\n",
+        left - 35, y0 - h / 2, left - 35, y0 - h / 2, ylabel);
     for (int i = 0; i <= 4; ++i) {
       s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.2f}</text>\n", left - 4,
                        y0 - h * i / 4 + 4, i / 4.0);

@@ -140,8 +140,8 @@ void SyntheticContext::window(uint32_t layer, uint32_t kv_head, uint32_t tokens,
   clustered_tokens(dir, tokens, normal, keys, values);
 }
 
-void SyntheticContext::needle_query(uint32_t layer, uint32_t kv_head, size_t needle,
-                                    uint64_t salt, float* out) const {
+void SyntheticContext::needle_query(uint32_t layer, uint32_t kv_head, size_t needle, uint64_t salt,
+                                    float* out) const {
   unit_vector(key_of(options_.seed, kNeedle, layer, kv_head, needle), out);
   Normal normal(key_of(options_.seed, kQuery, layer, kv_head, salt));
   for (uint32_t i = 0; i < options_.dim; ++i) {

@@ -14,9 +14,9 @@ namespace lmkv {
 struct SyntheticOptions {
   uint32_t dim = 64;
   uint32_t block_tokens = 50;
-  uint64_t blocks = 0;             // sealed blocks per (layer, KV head)
-  uint32_t topics = 16;            // topic directions per (layer, KV head)
-  uint32_t blocks_per_topic = 200; // the drift: a block's direction blends two neighbouring topics
+  uint64_t blocks = 0;              // sealed blocks per (layer, KV head)
+  uint32_t topics = 16;             // topic directions per (layer, KV head)
+  uint32_t blocks_per_topic = 200;  // the drift: a block's direction blends two neighbouring topics
   uint64_t seed = 1;
   std::vector<double> needle_depths;  // fractions of the context in [0, 1]
 };

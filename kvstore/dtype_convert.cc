@@ -41,7 +41,7 @@ uint16_t float_to_half_bits(float x) {
   const uint16_t sign = uint16_t((bits >> 16) & 0x8000);
   const float a = std::fabs(x);
   if (std::isnan(x)) return uint16_t(sign | 0x7E00);
-  if (a >= 65520.f) return uint16_t(sign | 0x7C00);  // rounds to infinity
+  if (a >= 65520.f) return uint16_t(sign | 0x7C00);    // rounds to infinity
   constexpr float kSmallestNormal = 6.103515625e-05f;  // 2^-14
   if (a < kSmallestNormal) {
     // Subnormal: a multiple of 2^-24; nearbyint rounds half to even in the default mode.

@@ -6,8 +6,9 @@
 // item with score s*q.k and value v; a retrieved block is an item with score s*q.l (its landmark)
 // and value o_b, the block's own softmax-weighted mean of its values. One warp evaluates items one
 // after another with online softmax (nothing materialised), scoring 32 keys at a time (one per
-// lane); a row's items are spread over `parts` warps, whose partial states a second kernel merges. Heads of d = 64, 128 or 256: each lane holds
-// d/32 consecutive dimensions, so a key row is one coalesced warp load.
+// lane); a row's items are spread over `parts` warps, whose partial states a second kernel merges.
+// Heads of d = 64, 128 or 256: each lane holds d/32 consecutive dimensions, so a key row is one
+// coalesced warp load.
 //
 // Free of allocation and I/O: the host side (attention/gpu_attention.cu) owns memory and dispatch.
 #pragma once
@@ -27,17 +28,17 @@ struct AttentionParams {
   int32_t heads = 0;  // query heads
   int32_t group = 1;  // query heads per KV head
   int32_t tokens = 0;
-  int32_t block_tokens = 0;   // B
-  int32_t window_tokens = 0;  // per KV head; the last `tokens` are the chunk's own
-  int32_t window_stride = 0;  // window row stride in tokens (>= window_tokens)
-  int32_t local_chunk = 0;    // window tokens per item
-  const void* queries = nullptr;        // [tokens][heads][d]
-  const void* window_keys = nullptr;    // [kv_heads][window_stride][d]
-  const void* window_values = nullptr;  // [kv_heads][window_stride][d]
-  const char* slot_base = nullptr;      // block payload of slot s: slot_base + s * payload_bytes
-  int64_t payload_bytes = 0;            // K[B][d] then V[B][d]
-  const int32_t* indptr = nullptr;      // [rows + 1]: row r's blocks are entries indptr[r]..
-  const int32_t* slots = nullptr;       // [entries]
+  int32_t block_tokens = 0;                // B
+  int32_t window_tokens = 0;               // per KV head; the last `tokens` are the chunk's own
+  int32_t window_stride = 0;               // window row stride in tokens (>= window_tokens)
+  int32_t local_chunk = 0;                 // window tokens per item
+  const void* queries = nullptr;           // [tokens][heads][d]
+  const void* window_keys = nullptr;       // [kv_heads][window_stride][d]
+  const void* window_values = nullptr;     // [kv_heads][window_stride][d]
+  const char* slot_base = nullptr;         // block payload of slot s: slot_base + s * payload_bytes
+  int64_t payload_bytes = 0;               // K[B][d] then V[B][d]
+  const int32_t* indptr = nullptr;         // [rows + 1]: row r's blocks are entries indptr[r]..
+  const int32_t* slots = nullptr;          // [entries]
   const float* landmark_scores = nullptr;  // [entries]: q.l, unscaled
   const int64_t* block_nos = nullptr;      // [entries]: for stored-position RoPE
   float scale = 0;
@@ -178,7 +179,8 @@ __device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, 
   const float p = lane < count ? __expf(score - m) : 0.f;
   float p_sum = p;
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) p_sum += __shfl_xor_sync(0xffffffffu, p_sum, offset);
+  for (int offset = 16; offset > 0; offset /= 2)
+    p_sum += __shfl_xor_sync(0xffffffffu, p_sum, offset);
   const float c = __expf(state.m - m);  // 0 while the state is empty (m = -inf)
   state.z = state.z * c + p_sum;
 #pragma unroll
@@ -254,9 +256,9 @@ __global__ void __launch_bounds__(128) landmark_attention_parts(AttentionParams 
       const int j1 = min(visible, j0 + p.local_chunk);
       const T* keys = window_k + int64_t(j0) * D;
       const int64_t position0 = p.window_start + j0;
-      const float score =
-          rope ? tile_scores<T, L, true>(q, keys, j1 - j0, lane, rotary, position0)
-               : tile_scores<T, L, false>(q, keys, j1 - j0, lane, rotary, position0);
+      const float score = rope
+                              ? tile_scores<T, L, true>(q, keys, j1 - j0, lane, rotary, position0)
+                              : tile_scores<T, L, false>(q, keys, j1 - j0, lane, rotary, position0);
       tile_accumulate<T, L>(main, score, window_v + int64_t(j0) * D, j1 - j0, lane);
     }
   }

@@ -61,9 +61,9 @@ template <typename T>
 DeviceBuffer upload_plain(const std::vector<T>& values) {
   DeviceBuffer buffer;
   EXPECT_TRUE(buffer.reserve(std::max<size_t>(values.size() * sizeof(T), 16)).ok());
-  EXPECT_EQ(cudaMemcpy(buffer.get(), values.data(), values.size() * sizeof(T),
-                       cudaMemcpyHostToDevice),
-            cudaSuccess);
+  EXPECT_EQ(
+      cudaMemcpy(buffer.get(), values.data(), values.size() * sizeof(T), cudaMemcpyHostToDevice),
+      cudaSuccess);
   return buffer;
 }
 
@@ -154,7 +154,8 @@ class Case {
     d.window = s_.window - s_.tokens + t + 1;
     const size_t row = size_t{s_.heads} * s_.dim;
     Inputs in = original_;
-    in.queries.assign(original_.queries.begin() + t * row, original_.queries.begin() + (t + 1) * row);
+    in.queries.assign(original_.queries.begin() + t * row,
+                      original_.queries.begin() + (t + 1) * row);
     in.wkeys.clear();
     in.wvalues.clear();
     for (uint32_t g = 0; g < s_.kv_heads; ++g) {
@@ -225,9 +226,9 @@ class Case {
   // the original ones, with RoPE applied to copies at the positions the kernels use.
   std::vector<double> reference(bool rounded) const {
     const Inputs& o = original_;
-    const auto& in = rounded ? rounded_
-                             : std::vector<std::vector<float>>{o.queries, o.wkeys,  o.wvalues,
-                                                               o.keys,    o.values, o.landmarks};
+    const auto& in =
+        rounded ? rounded_ : std::vector<std::vector<float>>{o.queries, o.wkeys,  o.wvalues,
+                                                             o.keys,    o.values, o.landmarks};
     const uint32_t d = s_.dim, B = s_.B, group = s_.heads / s_.kv_heads;
     const double scale = 1.0 / std::sqrt(double(d));
     std::vector<double> out(size_t{s_.tokens} * s_.heads * d);
@@ -262,7 +263,8 @@ class Case {
                                       ? block_nos_[indptr_[row] + i] * B
                                       : s_.window_start - int64_t(n - i) * B;
             for (uint32_t j = 0; j < B; ++j) {
-              EXPECT_TRUE(apply_rope(bk.data() + (size_t(i) * B + j) * d, d, first + j, theta).ok());
+              EXPECT_TRUE(
+                  apply_rope(bk.data() + (size_t(i) * B + j) * d, d, first + j, theta).ok());
             }
           }
         }
@@ -285,7 +287,9 @@ class Case {
     for (uint32_t t = 0; t < s_.tokens; ++t) {
       for (uint32_t h = 0; h < s_.heads; ++h) {
         const uint32_t g = h / group, row = t * s_.heads + h;
-        const HeadBlocks head{s_.B, d, s_.blocks,
+        const HeadBlocks head{s_.B,
+                              d,
+                              s_.blocks,
                               rounded_[3].data() + size_t{g} * s_.blocks * s_.B * d,
                               rounded_[4].data() + size_t{g} * s_.blocks * s_.B * d,
                               rounded_[5].data() + size_t{g} * s_.blocks * d};

@@ -73,15 +73,17 @@ class RetrievalAttentionTest : public ::testing::Test {
     for (uint32_t g = 0; g < kKv; ++g) {
       std::vector<uint64_t> numbers;
       for (size_t b = 0; b < blocks_; ++b) {
-        ASSERT_TRUE(from_floats(keys_[g].data() + b * tensor, tensor, DType::kFloat16, k.data()).ok());
+        ASSERT_TRUE(
+            from_floats(keys_[g].data() + b * tensor, tensor, DType::kFloat16, k.data()).ok());
         ASSERT_TRUE(
             from_floats(values_[g].data() + b * tensor, tensor, DType::kFloat16, v.data()).ok());
         ASSERT_TRUE(store_->put({sequence_, kLayer, g, b}, k.data(), v.data()).ok());
         numbers.push_back(b);
       }
       if (blocks_ > 0) {
-        ASSERT_TRUE(index_->add({sequence_, kLayer, g}, numbers.data(), landmarks_[g].data(), blocks_)
-                        .ok());
+        ASSERT_TRUE(
+            index_->add({sequence_, kLayer, g}, numbers.data(), landmarks_[g].data(), blocks_)
+                .ok());
       }
     }
   }

@@ -1,7 +1,5 @@
 // The C API: every call, every error path (null handle, null pointers, wrong sizes, use after
 // close, double close), and results equal to the C++ API's on the same inputs.
-#include "lmkv/lmkv.h"
-
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -10,6 +8,7 @@
 
 #include "attention/landmark_cache.h"
 #include "kvstore/dtype_convert.h"
+#include "lmkv/lmkv.h"
 #include "test_util.h"
 
 namespace lmkv {
@@ -207,8 +206,7 @@ TEST(CApi, GivenLandmarksAndAReopenContinueTheSequence) {
   EXPECT_EQ(lmkv_append(cache, 9, 0, 40, t.keys.data(), t.values.data(), nullptr),
             LMKV_INVALID_ARGUMENT);  // given landmarks are required
   std::vector<float> landmarks(size_t{sealing} * kKv * kDim, 0.5f);
-  ASSERT_EQ(lmkv_append(cache, 9, 0, 40, t.keys.data(), t.values.data(), landmarks.data()),
-            LMKV_OK)
+  ASSERT_EQ(lmkv_append(cache, 9, 0, 40, t.keys.data(), t.values.data(), landmarks.data()), LMKV_OK)
       << lmkv_last_error();
   ASSERT_EQ(lmkv_close(cache), LMKV_OK);
   // Reopened: the two sealed blocks are indexed again; the 8 open tokens are gone.

@@ -42,16 +42,17 @@ TEST(LmkvExperiment, SmallRunReportsEveryFieldAndFindsEveryNeedle) {
   test::TempDir dir;
   const std::string json_path = dir.sub("report.json"), csv_path = dir.sub("queries.csv");
   // 20,000 tokens = 400 blocks; top-k 400 retrieves every block: exact retrieval.
-  const Outcome o = run_lmkv("experiment --tokens 20000 --layers 2 --heads 4 --kv-heads 2 "
-                             "--top-k 400 --queries 12 --exact-queries 2 --host-capacity 12M "
-                             "--device cpu --landmark given --quiet --data-dir " +
-                             dir.sub("data") + " --json " + json_path + " --csv " + csv_path);
+  const Outcome o = run_lmkv(
+      "experiment --tokens 20000 --layers 2 --heads 4 --kv-heads 2 "
+      "--top-k 400 --queries 12 --exact-queries 2 --host-capacity 12M "
+      "--device cpu --landmark given --quiet --data-dir " +
+      dir.sub("data") + " --json " + json_path + " --csv " + csv_path);
   ASSERT_EQ(o.exit_code, 0) << o.output;
   EXPECT_NE(o.output.find("needle recall"), std::string::npos) << o.output;
   const nlohmann::json j = nlohmann::json::parse(read_file(json_path));
-  for (const char* field : {"config", "device", "index_backend", "blocks_per_head", "ingest",
-                            "needle_recall", "relative_error", "decode_step_us", "store",
-                            "peak_bytes", "hit_rate", "total_seconds"}) {
+  for (const char* field :
+       {"config", "device", "index_backend", "blocks_per_head", "ingest", "needle_recall",
+        "relative_error", "decode_step_us", "store", "peak_bytes", "hit_rate", "total_seconds"}) {
     EXPECT_TRUE(j.contains(field)) << field;
   }
   EXPECT_GT(j["ingest"]["tokens_per_s"].get<double>(), 0);

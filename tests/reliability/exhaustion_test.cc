@@ -40,9 +40,7 @@ class BudgetedFile : public rocksdb::FSWritableFileOwnerWrapper {
   }
 
  private:
-  bool take(size_t bytes) {
-    return budget_->fetch_sub(int64_t(bytes)) >= int64_t(bytes);
-  }
+  bool take(size_t bytes) { return budget_->fetch_sub(int64_t(bytes)) >= int64_t(bytes); }
   std::atomic<int64_t>* budget_;
 };
 
@@ -60,8 +58,7 @@ class BudgetedFileSystem : public rocksdb::FileSystemWrapper {
     if (s.ok()) result->reset(new BudgetedFile(std::move(file), budget_));
     return s;
   }
-  rocksdb::IOStatus ReopenWritableFile(const std::string& name,
-                                       const rocksdb::FileOptions& options,
+  rocksdb::IOStatus ReopenWritableFile(const std::string& name, const rocksdb::FileOptions& options,
                                        std::unique_ptr<rocksdb::FSWritableFile>* result,
                                        rocksdb::IODebugContext* dbg) override {
     std::unique_ptr<rocksdb::FSWritableFile> file;
@@ -169,8 +166,8 @@ TEST(Exhaustion, TiersTooSmallAreRefusedOrEvictWithoutLoss) {
   for (uint64_t b = 0; b < 20; ++b) {
     ASSERT_TRUE(test::put_test_block(**store, {4, 0, 0, b}, seed).ok());
   }
-  Result<PageIn> wide = (*store)->page_in({{4, 0, 0, 0}, {4, 0, 0, 1}, {4, 0, 0, 2}},
-                                          PageInTarget::kHost);
+  Result<PageIn> wide =
+      (*store)->page_in({{4, 0, 0, 0}, {4, 0, 0, 1}, {4, 0, 0, 2}}, PageInTarget::kHost);
   ASSERT_FALSE(wide.ok());
   EXPECT_EQ(wide.status().code(), StatusCode::kResourceExhausted);
   for (uint64_t b = 0; b < 20; ++b) {
