@@ -169,6 +169,14 @@ TEST(CApi, ErrorPathsAreCodesWithMessagesNeverCrashes) {
   EXPECT_EQ(lmkv_append(cache, 0, 0, 20, t.keys.data(), t.values.data(), landmark),
             LMKV_INVALID_ARGUMENT);  // the cache computes mean landmarks itself
   EXPECT_EQ(lmkv_blocks_sealed_by(cache, 0, 0, 20, nullptr), LMKV_INVALID_ARGUMENT);
+  // A non-finite key is refused before anything is stored.
+  std::vector<uint16_t> infinite = t.keys;
+  infinite[3 * kKv * kDim + kDim + 5] = 0x7C00;  // +inf at token 3, KV head 1
+  EXPECT_EQ(lmkv_append(cache, 0, 0, 20, infinite.data(), t.values.data(), nullptr),
+            LMKV_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmkv_last_error()).find("token 3 (KV head 1) is not finite"),
+            std::string::npos)
+      << lmkv_last_error();
   ASSERT_EQ(lmkv_append(cache, 0, 0, 20, t.keys.data(), t.values.data(), nullptr), LMKV_OK);
   std::vector<float> out(t.queries.size());
   EXPECT_EQ(lmkv_attend(cache, 0, 0, 20, nullptr, out.data(), nullptr), LMKV_INVALID_ARGUMENT);
