@@ -23,7 +23,9 @@ Result<size_t> parse_bytes(const std::string& flag, const std::string& text) {
 }
 
 ExperimentFlags::ExperimentFlags(CLI::App* e) {
-  e->add_option("--tokens", command_.config.tokens, "Context length in tokens")
+  e->add_option("--tokens", tokens_,
+                "Context length in tokens; several lengths run one after another, and the SVG "
+                "then draws needle recall as a heat map over depth and length")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   e->add_option("--layers", command_.config.layers, "Layers, each with its own blocks and index")
@@ -93,6 +95,8 @@ ExperimentFlags::ExperimentFlags(CLI::App* e) {
 Result<ExperimentCommand> ExperimentFlags::finish(bool have_gpu) const {
   ExperimentCommand command = command_;
   ExperimentConfig& config = command.config;
+  if (tokens_.empty()) return Status::InvalidArgument("--tokens: give at least one length");
+  command.token_counts = tokens_;
   if (device_ == "gpu" && !have_gpu) {
     return Status::InvalidArgument("--device gpu: no usable CUDA device");
   }
@@ -108,7 +112,11 @@ Result<ExperimentCommand> ExperimentFlags::finish(bool have_gpu) const {
   config.landmark = landmark_ == "given"  ? LandmarkSource::kGiven
                     : landmark_ == "mean" ? LandmarkSource::kMean
                                           : LandmarkSource::kRepresentative;
-  LMKV_RETURN_IF_ERROR(validate_experiment_config(config, /*check_data_dir=*/false));
+  for (uint64_t tokens : tokens_) {
+    config.tokens = tokens;
+    LMKV_RETURN_IF_ERROR(validate_experiment_config(config, /*check_data_dir=*/false));
+  }
+  config.tokens = tokens_.front();
   return command;
 }
 

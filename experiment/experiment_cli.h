@@ -14,7 +14,8 @@ class App;
 namespace lmkv {
 
 struct ExperimentCommand {
-  ExperimentConfig config;
+  ExperimentConfig config;             // config.tokens is the first length
+  std::vector<uint64_t> token_counts;  // every context length to run, in order
   std::string json_path, csv_path;
   bool quiet = false;
 };
@@ -31,6 +32,7 @@ class ExperimentFlags {
 
  private:
   ExperimentCommand command_;
+  std::vector<uint64_t> tokens_ = {1'000'000};
   std::string device_ = "auto", gpu_capacity_ = "1G", host_capacity_ = "64M", backend_ = "auto",
               landmark_ = "given";
 };

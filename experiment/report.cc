@@ -21,9 +21,7 @@ std::string bytes_text(double bytes) {
   return fmt::format("{:.1f} {}", bytes, units[u]);
 }
 
-}  // namespace
-
-std::string report_json(const ExperimentReport& r) {
+json report_object(const ExperimentReport& r) {
   const ExperimentConfig& c = r.config;
   json j;
   j["config"] = {{"tokens", c.tokens},
@@ -67,24 +65,40 @@ std::string report_json(const ExperimentReport& r) {
   }
   j["hit_rate"] = hit_rate;
   j["total_seconds"] = r.total_seconds;
-  return j.dump(2) + "\n";
+  return j;
 }
 
-std::string report_csv(const ExperimentReport& r) {
+}  // namespace
+
+std::string report_json(const std::vector<ExperimentReport>& reports) {
+  if (reports.size() == 1) return report_object(reports.front()).dump(2) + "\n";
+  json runs = json::array();
+  for (const ExperimentReport& r : reports) runs.push_back(report_object(r));
+  return json{{"runs", runs}}.dump(2) + "\n";
+}
+
+std::string report_csv(const std::vector<ExperimentReport>& reports) {
   std::string out =
-      "query,kind,needle,depth,step_us,search_us,page_in_us,attention_us,blocks_paged,"
+      "tokens,query,kind,needle,depth,step_us,search_us,page_in_us,attention_us,blocks_paged,"
       "needle_recall,relative_error\n";
-  for (const QueryRecord& q : r.queries) {
-    out += fmt::format("{},{},{},{},{:.1f},{:.1f},{:.1f},{:.1f},{},{},{}\n", q.query,
-                       q.needle >= 0 ? "needle" : "topic", q.needle, q.depth, q.step_us,
-                       q.search_us, q.page_in_us, q.attention_us, q.blocks_paged,
-                       q.needle_recall >= 0 ? fmt::format("{:.4f}", q.needle_recall) : "",
-                       q.relative_error >= 0 ? fmt::format("{:.3e}", q.relative_error) : "");
+  for (const ExperimentReport& r : reports) {
+    for (const QueryRecord& q : r.queries) {
+      out += fmt::format("{},{},{},{},{},{:.1f},{:.1f},{:.1f},{:.1f},{},{},{}\n", r.config.tokens,
+                         q.query, q.needle >= 0 ? "needle" : "topic", q.needle, q.depth, q.step_us,
+                         q.search_us, q.page_in_us, q.attention_us, q.blocks_paged,
+                         q.needle_recall >= 0 ? fmt::format("{:.4f}", q.needle_recall) : "",
+                         q.relative_error >= 0 ? fmt::format("{:.3e}", q.relative_error) : "");
+    }
   }
   return out;
 }
 
-std::string report_svg(const ExperimentReport& r) {
+std::string report_svg(const std::vector<ExperimentReport>& reports) {
+  // The CDFs come from the longest run; recall from every run.
+  const ExperimentReport& r = *std::max_element(
+      reports.begin(), reports.end(), [](const ExperimentReport& a, const ExperimentReport& b) {
+        return a.config.tokens < b.config.tokens;
+      });
   // Two panels side by side, 420 x 300 each: recall by depth (bars) and latency CDFs (lines).
   std::string s =
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"880\" height=\"330\" "
@@ -109,17 +123,53 @@ std::string report_svg(const ExperimentReport& r) {
                        y0 - h * i / 4 + 4, i / 4.0);
     }
   };
-  axes(x0, fmt::format("Needle recall@{} by depth ({} tokens)", r.config.top_k, r.config.tokens),
-       "depth in the context", "recall");
-  const size_t n = r.needle_depths.size();
-  for (size_t i = 0; i < n; ++i) {
-    const double bw = w / std::max<size_t>(n, 1);
-    const double bh = h * r.needle_recall[i];
+  if (reports.size() == 1) {
+    axes(x0, fmt::format("Needle recall@{} by depth ({} tokens)", r.config.top_k, r.config.tokens),
+         "depth in the context", "recall");
+    const size_t n = r.needle_depths.size();
+    for (size_t i = 0; i < n; ++i) {
+      const double bw = w / std::max<size_t>(n, 1);
+      const double bh = h * r.needle_recall[i];
+      s += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" "
+          "fill=\"#3b75af\"/>\n",
+          x0 + i * bw + 2, y0 - bh, bw - 4, bh);
+      s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n",
+                       x0 + i * bw + bw / 2, y0 + 14, r.needle_depths[i]);
+    }
+  } else {
+    // Heat map: a row per context length (shortest at the bottom), a column per depth, white
+    // for recall 0 to dark blue for 1, the value written in each cell.
     s += fmt::format(
-        "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#3b75af\"/>\n",
-        x0 + i * bw + 2, y0 - bh, bw - 4, bh);
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n",
-                     x0 + i * bw + bw / 2, y0 + 14, r.needle_depths[i]);
+        "<text x=\"{}\" y=\"30\" font-size=\"13\">Needle recall@{} heat map: depth x "
+        "context length</text>\n",
+        x0, r.config.top_k);
+    const size_t rows = reports.size();
+    const size_t cols = std::max<size_t>(1, reports.front().needle_depths.size());
+    const double cw = w / cols, ch = h / rows;
+    for (size_t row = 0; row < rows; ++row) {
+      const ExperimentReport& run = reports[row];
+      const double y = y0 - (row + 1) * ch;
+      s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", x0 - 4,
+                       y + ch / 2 + 4, run.config.tokens);
+      for (size_t col = 0; col < run.needle_recall.size() && col < cols; ++col) {
+        const double v = run.needle_recall[col];
+        const int shade = int(255 - 200 * v);
+        s += fmt::format(
+            "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" "
+            "fill=\"rgb({},{},255)\" stroke=\"white\"/>\n",
+            x0 + col * cw, y, cw, ch, shade, shade);
+        s += fmt::format(
+            "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"{}\">{:.2f}</text>\n",
+            x0 + col * cw + cw / 2, y + ch / 2 + 4, v > 0.5 ? "white" : "black", v);
+      }
+    }
+    for (size_t col = 0; col < reports.front().needle_depths.size(); ++col) {
+      s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n",
+                       x0 + col * cw + cw / 2, y0 + 14, reports.front().needle_depths[col]);
+    }
+    s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">depth in the context</text>\n",
+                     x0 + w / 2, y0 + 30);
   }
   // Swap-in latency CDFs: log-scaled x from 1 us to the largest p99.9.
   const double x1 = 490;

@@ -3,14 +3,19 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "experiment/experiment.h"
 
 namespace lmkv {
 
-std::string report_json(const ExperimentReport& report);
-std::string report_csv(const ExperimentReport& report);
-std::string report_svg(const ExperimentReport& report);
+// One run: the report object. Several context lengths: {"runs": [report, ...]}.
+std::string report_json(const std::vector<ExperimentReport>& reports);
+// One row per query of every run, with the run's context length.
+std::string report_csv(const std::vector<ExperimentReport>& reports);
+// Needle recall by depth (bars for one run; a heat map over depth and length for several) and
+// the swap-in latency CDFs of the longest run.
+std::string report_svg(const std::vector<ExperimentReport>& reports);
 std::string report_summary(const ExperimentReport& report);
 
 // Writes `text` to `path`; the error names the path.

@@ -68,22 +68,26 @@ int fail(const std::string& message) {
 int run_experiment_command(const ExperimentFlags& flags) {
   auto command = flags.finish(cuda_device_count() > 0);
   if (!command.ok()) return fail(command.status().message());
-  const ExperimentConfig& config = command->config;
+  ExperimentConfig config = command->config;
   const std::string &json_path = command->json_path, &csv_path = command->csv_path;
-  const bool quiet = command->quiet;
-  Progress progress(quiet);
-  auto report = run_experiment(config, std::ref(progress));
-  if (!report.ok()) return fail(report.status().to_string());
-  std::fputs(report_summary(*report).c_str(), stdout);
+  Progress progress(command->quiet);
+  std::vector<ExperimentReport> reports;
+  for (uint64_t tokens : command->token_counts) {
+    config.tokens = tokens;
+    auto report = run_experiment(config, std::ref(progress));
+    if (!report.ok()) return fail(report.status().to_string());
+    std::fputs(report_summary(*report).c_str(), stdout);
+    reports.push_back(std::move(report).value());
+  }
   if (!json_path.empty()) {
-    if (Status s = write_text_file(json_path, report_json(*report)); !s.ok()) {
+    if (Status s = write_text_file(json_path, report_json(reports)); !s.ok()) {
       return fail("--json: " + s.message());
     }
     const std::string svg = std::filesystem::path(json_path).replace_extension(".svg").string();
-    if (Status s = write_text_file(svg, report_svg(*report)); !s.ok()) return fail(s.message());
+    if (Status s = write_text_file(svg, report_svg(reports)); !s.ok()) return fail(s.message());
   }
   if (!csv_path.empty()) {
-    if (Status s = write_text_file(csv_path, report_csv(*report)); !s.ok()) {
+    if (Status s = write_text_file(csv_path, report_csv(reports)); !s.ok()) {
       return fail("--csv: " + s.message());
     }
   }

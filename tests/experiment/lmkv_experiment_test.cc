@@ -76,6 +76,32 @@ TEST(LmkvExperiment, SmallRunReportsEveryFieldAndFindsEveryNeedle) {
   EXPECT_NE(svg.find("Swap-in latency"), std::string::npos);
 }
 
+TEST(LmkvExperiment, SeveralLengthsGiveOneRunEachAndARecallHeatMap) {
+  test::TempDir dir;
+  const std::string json_path = dir.sub("multi.json"), csv_path = dir.sub("multi.csv");
+  const Outcome o = run_lmkv(
+      "experiment --tokens 5000 12000 --top-k 8 --queries 9 --device cpu "
+      "--quiet --data-dir " +
+      dir.sub("data") + " --json " + json_path + " --csv " + csv_path);
+  ASSERT_EQ(o.exit_code, 0) << o.output;
+  const nlohmann::json j = nlohmann::json::parse(read_file(json_path));
+  ASSERT_EQ(j["runs"].size(), 2u);
+  EXPECT_EQ(j["runs"][0]["config"]["tokens"].get<int>(), 5000);
+  EXPECT_EQ(j["runs"][1]["config"]["tokens"].get<int>(), 12000);
+  for (const auto& run : j["runs"]) EXPECT_EQ(run["needle_recall"].size(), 9u);
+  const std::string csv = read_file(csv_path);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 9);
+  const std::string svg = read_file(dir.sub("multi.svg"));
+  EXPECT_NE(svg.find("heat map"), std::string::npos);
+  // A cell per (length, depth).
+  size_t cells = 0;
+  for (size_t at = svg.find("fill=\"rgb("); at != std::string::npos;
+       at = svg.find("fill=\"rgb(", at + 1)) {
+    ++cells;
+  }
+  EXPECT_EQ(cells, 2u * 9u);
+}
+
 TEST(LmkvExperiment, BadFlagsExitNonZeroWithOneLineNamingTheFlag) {
   test::TempDir dir;
   const std::string data = " --data-dir " + dir.sub("data");
