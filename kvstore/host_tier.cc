@@ -18,8 +18,13 @@ Result<std::unique_ptr<HostArena>> HostArena::allocate(int32_t slot_count, size_
   if (pinned) {
 #ifdef LMKV_WITH_CUDA
     void* p = nullptr;
-    LMKV_CUDA_RETURN_IF_ERROR(
-        cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable));
+    const cudaError_t error = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+    if (error == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      return Status::ResourceExhausted(fmt::format(
+          "cannot allocate a pinned host tier of {} bytes ({} slots)", bytes, slot_count));
+    }
+    LMKV_CUDA_RETURN_IF_ERROR(error);
     arena->base_ = static_cast<char*>(p);
     arena->pinned_ = true;
     void* device_view = nullptr;
