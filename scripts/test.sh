@@ -4,8 +4,9 @@
 #   scripts/test.sh                            # build/ and every test
 #   LMKV_BUILD_DIR=b scripts/test.sh -L kvstore   # extra args go to ctest
 #   LMKV_SANITIZERS=1 scripts/test.sh          # then: the CPU suite under ASan+UBSan, the
-#                                              # concurrency tests under TSan, and the fuzzers
-#                                              # (what CI runs; about 15 minutes on 2 cores)
+#                                              # concurrency tests under TSan, and the five
+#                                              # fuzzers for 45 s each (what CI runs; about 20
+#                                              # minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -39,5 +40,5 @@ if [ "${LMKV_SANITIZERS:-0}" = 1 ]; then
   TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
     ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R 'Concurrency|TieredStore\.'
   echo "== libFuzzer: the on-disk decoders"
-  LMKV_FUZZ_SECONDS=${LMKV_FUZZ_SECONDS:-30} scripts/fuzz.sh
+  LMKV_FUZZ_SECONDS=${LMKV_FUZZ_SECONDS:-45} scripts/fuzz.sh
 fi
