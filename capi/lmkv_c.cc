@@ -84,6 +84,16 @@ lmkv_status with_cache(lmkv_cache* cache, const char* call, Body&& body) {
   }
 }
 
+// A C caller may store any int in an enum field; in C++ loading a value outside the enum's range
+// is undefined, so the fields are read as the integers they hold.
+template <typename Enum>
+int enum_value(const Enum& field) {
+  static_assert(sizeof(Enum) == sizeof(int), "C enums are int-sized");
+  int value;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
+}
+
 #ifdef LMKV_WITH_CUDA
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes attributes;
@@ -134,26 +144,30 @@ lmkv_status lmkv_open(const lmkv_config* config, lmkv_cache** out) {
   if (config->data_dir == nullptr || config->data_dir[0] == '\0') {
     return fail(LMKV_INVALID_ARGUMENT, "lmkv_open: config.data_dir is required");
   }
-  if (config->dtype != LMKV_FLOAT16 && config->dtype != LMKV_BFLOAT16) {
-    return fail(LMKV_INVALID_ARGUMENT,
-                fmt::format("lmkv_open: config.dtype {}", static_cast<int>(config->dtype)));
+  const int dtype = enum_value(config->dtype), device = enum_value(config->device);
+  const int landmark = enum_value(config->landmark), policy = enum_value(config->write_policy);
+  if (dtype != LMKV_FLOAT16 && dtype != LMKV_BFLOAT16) {
+    return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_open: config.dtype {}", dtype));
+  }
+  if (device != LMKV_DEVICE_AUTO && device != LMKV_DEVICE_CPU && device != LMKV_DEVICE_GPU) {
+    return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_open: config.device {}", device));
+  }
+  if (policy != LMKV_WRITE_THROUGH && policy != LMKV_WRITE_BACK) {
+    return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_open: config.write_policy {}", policy));
   }
   try {
     lmkv::CacheOptions o;
-    o.store.shape = {
-        config->block_tokens, config->head_dim,
-        config->dtype == LMKV_FLOAT16 ? lmkv::DType::kFloat16 : lmkv::DType::kBFloat16};
+    o.store.shape = {config->block_tokens, config->head_dim,
+                     dtype == LMKV_FLOAT16 ? lmkv::DType::kFloat16 : lmkv::DType::kBFloat16};
     o.store.disk_path = config->data_dir;
     o.store.host_capacity_bytes = config->host_capacity_bytes;
-    o.store.write_policy = config->write_policy == LMKV_WRITE_BACK
-                               ? lmkv::WritePolicy::kWriteBack
-                               : lmkv::WritePolicy::kWriteThrough;
+    o.store.write_policy = policy == LMKV_WRITE_BACK ? lmkv::WritePolicy::kWriteBack
+                                                     : lmkv::WritePolicy::kWriteThrough;
     const bool have_gpu = lmkv::cuda_device_count() > 0;
-    if (config->device == LMKV_DEVICE_GPU && !have_gpu) {
+    if (device == LMKV_DEVICE_GPU && !have_gpu) {
       return fail(LMKV_FAILED_PRECONDITION, "lmkv_open: config.device is GPU but none is usable");
     }
-    const bool gpu =
-        config->device == LMKV_DEVICE_GPU || (config->device == LMKV_DEVICE_AUTO && have_gpu);
+    const bool gpu = device == LMKV_DEVICE_GPU || (device == LMKV_DEVICE_AUTO && have_gpu);
     o.store.gpu_capacity_bytes = gpu ? config->gpu_capacity_bytes : 0;
     o.retrieval.device = gpu ? lmkv::AttentionDevice::kGpu : lmkv::AttentionDevice::kCpu;
     o.retrieval.top_k = config->top_k;
@@ -164,7 +178,7 @@ lmkv_status lmkv_open(const lmkv_config* config, lmkv_cache** out) {
         lmkv::parse_index_backend(config->index_backend ? config->index_backend : "auto");
     if (!backend.ok()) return translate(backend.status());
     o.backend = *backend;
-    switch (config->landmark) {
+    switch (landmark) {
       case LMKV_LANDMARK_MEAN:
         o.landmark = lmkv::LandmarkSource::kMean;
         break;
@@ -175,8 +189,7 @@ lmkv_status lmkv_open(const lmkv_config* config, lmkv_cache** out) {
         o.landmark = lmkv::LandmarkSource::kGiven;
         break;
       default:
-        return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_open: config.landmark {}",
-                                                       static_cast<int>(config->landmark)));
+        return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_open: config.landmark {}", landmark));
     }
     auto opened = lmkv::LandmarkCache::open(std::move(o));
     if (!opened.ok()) return translate(opened.status());

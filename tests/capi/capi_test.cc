@@ -128,8 +128,17 @@ TEST(CApi, ErrorPathsAreCodesWithMessagesNeverCrashes) {
   bad.struct_size = 8;
   EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
   EXPECT_NE(std::string(lmkv_last_error()).find("struct_size 8"), std::string::npos);
+  // Out-of-range enum values, stored as a C caller could (any int).
+  auto store_int = [](auto& field, int value) { std::memcpy(&field, &value, sizeof value); };
   bad = config;
-  bad.dtype = static_cast<lmkv_dtype>(9);
+  store_int(bad.dtype, 9);
+  EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmkv_last_error()).find("dtype 9"), std::string::npos);
+  bad = config;
+  store_int(bad.device, 5);
+  EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
+  bad = config;
+  store_int(bad.write_policy, -1);
   EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
   bad = config;
   bad.kv_heads = 3;
@@ -138,7 +147,7 @@ TEST(CApi, ErrorPathsAreCodesWithMessagesNeverCrashes) {
   bad.index_backend = "nonsense";
   EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
   bad = config;
-  bad.landmark = static_cast<lmkv_landmark>(7);
+  store_int(bad.landmark, 7);
   EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
   EXPECT_EQ(cache, nullptr);
 

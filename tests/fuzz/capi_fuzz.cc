@@ -121,7 +121,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         broken.heads = field % 3 == 0 ? 0 : broken.heads + field % 5;
         broken.head_dim = field % 7 == 0 ? 12 : broken.head_dim;
         broken.block_tokens = field % 11 == 0 ? 0 : broken.block_tokens;
-        broken.dtype = static_cast<lmkv_dtype>(1 + field % 3);
+        const int dtype = 1 + field % 3;  // 3 is no dtype; stored as a C caller would
+        std::memcpy(&broken.dtype, &dtype, sizeof dtype);
         broken.struct_size = field % 13 == 0 ? 4 : broken.struct_size;
         broken.index_backend = field % 17 == 0 ? "unknown" : "faiss-flat";
         const std::string other = data_dir() + "-other";
