@@ -40,6 +40,11 @@ Result<std::unique_ptr<LandmarkCache>> LandmarkCache::open(CacheOptions options)
                                                options.layers, options.heads, options.kv_heads));
   }
   if (options.retrieval.top_k == 0) return Status::InvalidArgument("cache with top_k=0");
+  if (options.retrieval.device == AttentionDevice::kGpu && options.store.gpu_capacity_bytes == 0) {
+    return Status::InvalidArgument(
+        "GPU attention needs a GPU tier: set store.gpu_capacity_bytes (retrieved blocks are paged "
+        "into it)");
+  }
   LMKV_ASSIGN_OR_RETURN(std::unique_ptr<TieredStore> store, TieredStore::open(options.store));
   IndexOptions index_options;
   index_options.backend = options.backend;
@@ -195,6 +200,15 @@ Status LandmarkCache::append(uint64_t sequence, uint32_t layer, uint32_t tokens,
     return Status::InvalidArgument(
         fmt::format("this append seals {} blocks: pass their given landmarks ([{}][{}][{}] floats)",
                     sealing, sealing, options_.kv_heads, options_.store.shape.head_dim));
+  }
+  if (given) {
+    const size_t n = size_t(sealing) * options_.kv_heads * options_.store.shape.head_dim;
+    for (size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(landmarks[i])) {
+        return Status::InvalidArgument(
+            fmt::format("given landmark value {} is {}", i, landmarks[i]));
+      }
+    }
   }
   LMKV_RETURN_IF_ERROR(index_pending(sequence, layer, s));
   const uint32_t d = options_.store.shape.head_dim;
