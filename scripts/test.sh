@@ -39,6 +39,6 @@ if [ "${LMKV_SANITIZERS:-0}" = 1 ]; then
     -DLMKV_SANITIZER=thread -DLMKV_ENABLE_CUDA=OFF -DLMKV_BUILD_BENCHMARKS=OFF
   TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1" \
     ctest --test-dir build-tsan --output-on-failure -j"$jobs" -R 'Concurrency|TieredStore\.'
-  echo "== libFuzzer: the on-disk decoders"
+  echo "== libFuzzer: the on-disk decoders, lmkv experiment arguments, C API call sequences"
   LMKV_FUZZ_SECONDS=${LMKV_FUZZ_SECONDS:-45} scripts/fuzz.sh
 fi
