@@ -221,6 +221,8 @@ Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const Progres
   store_options.disk_path = c.data_dir;
   store_options.host_capacity_bytes = c.host_capacity_bytes;
   store_options.gpu_capacity_bytes = c.device == AttentionDevice::kGpu ? c.gpu_capacity_bytes : 0;
+  // The experiment reports swap-in latency: time every device page-in, not one in eight.
+  store_options.latency_sample_period = 1;
   LMKV_ASSIGN_OR_RETURN(std::unique_ptr<TieredStore> store, TieredStore::open(store_options));
   LMKV_RETURN_IF_ERROR(store->erase(kSequence));  // a fresh run each time
   IndexOptions index_options;
