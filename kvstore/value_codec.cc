@@ -96,6 +96,11 @@ Status decode_block_value(const BlockKey& key, const BlockShape& shape, std::str
         fmt::format("block {} on disk failed its checksum (stored {:016x}, computed {:016x})",
                     where(), want, got));
   }
+  // Reserved header bytes (7, and 24 up to the checksum) are written as zero, as in landmarks.
+  if (get_le(h + 7, 1) != 0 || get_le(h + 24, int(kChecksumOffset - 24)) != 0) {
+    return Status::Corruption(
+        fmt::format("block {} on disk has non-zero reserved header bytes", where()));
+  }
   std::memcpy(payload_out, payload, 2 * tensor);
   return Status::Ok();
 }
@@ -153,6 +158,12 @@ Result<std::vector<float>> decode_landmark_value(const BlockKey& key, std::strin
   if (want != landmark_checksum(key, h, h + kLandmarkHeaderBytes, bytes)) {
     return Status::Corruption(
         fmt::format("landmark of block {} on disk failed its checksum", where()));
+  }
+  // Reserved header bytes (6-7, 12-15) are written as zero: anything else is no value this
+  // encoder wrote, even one whose checksum matches (found by the fuzzer).
+  if (get_le(h + 6, 2) != 0 || get_le(h + 12, 4) != 0) {
+    return Status::Corruption(
+        fmt::format("landmark of block {} on disk has non-zero reserved header bytes", where()));
   }
   std::vector<float> values(dim);
   std::memcpy(values.data(), h + kLandmarkHeaderBytes, bytes);

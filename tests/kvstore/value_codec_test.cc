@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "fuzz/fuzz_shapes.h"
 #include "test_util.h"
 
 namespace lmkv {
@@ -90,6 +91,20 @@ TEST(LandmarkCodec, ZeroDimensionIsCorruptionEvenWithAMatchingChecksum) {
   const std::string_view stored(reinterpret_cast<const char*>(bytes), sizeof(bytes));
   Result<std::vector<float>> values = decode_landmark_value({3, 1, 2, 99}, stored);
   EXPECT_EQ(values.status().code(), StatusCode::kCorruption);
+}
+
+// Found by the landmark decoder fuzzer: reserved header bytes set, under a matching checksum (the
+// checksum is checked first, so reaching "reserved" proves it matched). Refused: a decoder must
+// accept only what the encoder writes.
+TEST(LandmarkCodec, NonZeroReservedBytesAreCorruptionEvenWithAMatchingChecksum) {
+  const unsigned char bytes[] = {
+      0x4c, 0x4d, 0x4b, 0x4c, 0x01, 0x00, 0x00, 0x02, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x31,
+      0x47, 0xc6, 0x9e, 0x51, 0xb0, 0x04, 0x14, 0xb4, 0x4d, 0x4c, 0x4b, 0xf0, 0x00, 0x00, 0x00, 0xc0,
+      0x00, 0x00, 0x80, 0xff, 0xff, 0x54, 0x6a, 0x5f, 0x55, 0x3d, 0x80, 0x3e, 0x00, 0x00, 0x00, 0x41};
+  const std::string_view stored(reinterpret_cast<const char*>(bytes), sizeof(bytes));
+  const Status s = decode_landmark_value(fuzz::kKey, stored).status();
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("reserved"), std::string::npos) << s.message();
 }
 
 TEST(LandmarkCodec, RoundTripsAndDetectsFlips) {
