@@ -33,6 +33,19 @@ const char* landmark_source_name(LandmarkSource source) {
   return "?";
 }
 
+Status sealed_block_landmark(LandmarkSource source, const float* keys, uint32_t tokens,
+                             uint32_t dim, float* out) {
+  switch (source) {
+    case LandmarkSource::kMean:
+      return mean_landmark(keys, tokens, dim, out);
+    case LandmarkSource::kRepresentative:
+      return representative_landmark(keys, tokens, dim, keys, tokens, out);
+    case LandmarkSource::kGiven:
+      break;
+  }
+  return Status::InvalidArgument("given landmarks come from the caller, not from the keys");
+}
+
 Result<std::unique_ptr<LandmarkCache>> LandmarkCache::open(CacheOptions options) {
   if (options.layers == 0 || options.heads == 0 || options.kv_heads == 0 ||
       options.heads % options.kv_heads != 0) {
@@ -127,12 +140,7 @@ Status LandmarkCache::seal(uint64_t sequence, uint32_t layer, LayerState& s,
       continue;
     }
     LMKV_RETURN_IF_ERROR(to_floats(&s.keys[g][offset], shape.dtype, tensor, floats.data()));
-    if (options_.landmark == LandmarkSource::kMean) {
-      LMKV_RETURN_IF_ERROR(mean_landmark(floats.data(), B, d, l));
-    } else {
-      // No queries at sealing time: the block's own keys stand in, picking its most central key.
-      LMKV_RETURN_IF_ERROR(representative_landmark(floats.data(), B, d, floats.data(), B, l));
-    }
+    LMKV_RETURN_IF_ERROR(sealed_block_landmark(options_.landmark, floats.data(), B, d, l));
   }
   LMKV_RETURN_IF_ERROR(store_->put(writes));
   LMKV_RETURN_IF_ERROR(store_->put_landmarks(keys, block_landmarks.data(), d));

@@ -26,6 +26,12 @@ namespace lmkv {
 enum class LandmarkSource { kGiven, kMean, kRepresentative };
 const char* landmark_source_name(LandmarkSource source);
 
+// The landmark a cache computes for a sealed block from its keys ([tokens][dim] floats): the mean
+// key, or the representative key with the block's own keys standing in for the queries (none
+// exist at sealing time), which picks its most central key. kGiven has nothing to compute.
+Status sealed_block_landmark(LandmarkSource source, const float* keys, uint32_t tokens,
+                             uint32_t dim, float* out);
+
 struct CacheOptions {
   StoreOptions store;  // block shape, tier capacities, disk path, write policy
   uint32_t layers = 1;

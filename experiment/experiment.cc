@@ -265,19 +265,10 @@ Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const Progres
           // Landmarks from what is stored (the fp16 keys), as an engine would compute them.
           (void)to_floats(&k16[i * tensor], DType::kFloat16, tensor, keys.data() + i * tensor);
           float* l = head_landmarks + b * d;
-          switch (c.landmark) {
-            case LandmarkSource::kGiven:
-              context.given_landmark(layer, g, b, l);
-              break;
-            case LandmarkSource::kMean:
-              (void)mean_landmark(keys.data() + i * tensor, B, d, l);
-              break;
-            case LandmarkSource::kRepresentative:
-              // No queries exist at ingest: the block's own keys stand in for them, which picks
-              // its most central key.
-              (void)representative_landmark(keys.data() + i * tensor, B, d,
-                                            keys.data() + i * tensor, B, l);
-              break;
+          if (c.landmark == LandmarkSource::kGiven) {
+            context.given_landmark(layer, g, b, l);
+          } else {
+            (void)sealed_block_landmark(c.landmark, keys.data() + i * tensor, B, d, l);
           }
         }
         std::vector<BlockWrite> writes(n);
