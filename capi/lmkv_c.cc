@@ -94,17 +94,6 @@ int enum_value(const Enum& field) {
   return value;
 }
 
-#ifdef LMKV_WITH_CUDA
-bool is_device_pointer(const void* p) {
-  cudaPointerAttributes attributes;
-  if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
-    cudaGetLastError();  // a host pointer unknown to CUDA: clear the sticky error
-    return false;
-  }
-  return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
-}
-#endif
-
 }  // namespace
 
 extern "C" {
@@ -233,7 +222,8 @@ lmkv_status lmkv_attend(lmkv_cache* cache, uint64_t sequence, uint32_t layer, ui
     }
     const size_t n = size_t{tokens} * c.heads * c.head_dim;
 #ifdef LMKV_WITH_CUDA
-    const bool device_in = is_device_pointer(queries), device_out = is_device_pointer(out);
+    const bool device_in = lmkv::is_device_pointer(queries),
+               device_out = lmkv::is_device_pointer(out);
     if (device_in || device_out) {
       auto stream = static_cast<cudaStream_t>(cuda_stream);
       std::vector<float> host_queries(n), host_out(n);

@@ -32,6 +32,15 @@ Status CudaEvent::create() {
   return Status::Ok();
 }
 
+bool is_device_pointer(const void* p) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+    cudaGetLastError();  // an unregistered host pointer: clear the error
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
+}
+
 DeviceBuffer::~DeviceBuffer() { release(); }
 
 void DeviceBuffer::release() {

@@ -24,6 +24,10 @@ namespace lmkv {
 
 Status cuda_status(cudaError_t error, const char* call, const char* file, int line);
 
+// Whether `p` is device (or managed) memory; plain host pointers, which older drivers report as
+// an error, are not.
+bool is_device_pointer(const void* p);
+
 // Owns a cudaEvent_t (with timing, so page-ins can measure their latency on the GPU's clock).
 class CudaEvent {
  public:

@@ -58,15 +58,7 @@ Status host_copy_of(const StoreCore& c, const void* k, const void* v, std::strin
   *k_host = k;
   *v_host = v;
 #ifdef LMKV_WITH_CUDA
-  auto on_device = [](const void* p) {
-    cudaPointerAttributes attributes{};
-    if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
-      cudaGetLastError();  // an unregistered host pointer on older drivers
-      return false;
-    }
-    return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
-  };
-  if (c.cuda_devices == 0 || (!on_device(k) && !on_device(v))) return Status::Ok();
+  if (c.cuda_devices == 0 || (!is_device_pointer(k) && !is_device_pointer(v))) return Status::Ok();
   const size_t tensor = c.options.shape.tensor_bytes();
   staging->resize(2 * tensor);
   LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(staging->data(), k, tensor, cudaMemcpyDefault));
