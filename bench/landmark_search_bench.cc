@@ -1,6 +1,7 @@
 // How long does the top-k landmark search of one layer take? 32 heads x {655, 20,971, 209,715}
 // landmarks (32k, 1M and 10M tokens at B = 50), d = 128, k in {4, 32}, one query per head (decode)
-// and 512 (a prefill chunk): the fused GPU search beside FAISS CPU, in one run.
+// and 512 (a prefill chunk): the fused GPU search beside FAISS GPU head by head (one search call
+// per head, as FAISS offers it) and FAISS CPU, in one run.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <memory>
 
 #include "index/faiss_cpu_index.h"
+#include "index/faiss_gpu_index.h"
 #include "index/gpu_fused_index.h"
 #include "kvstore/cuda_util.h"
 
@@ -82,13 +84,21 @@ Result<std::unique_ptr<LandmarkIndex>> make_flat() {
   return make_faiss_cpu_index({FaissCpuKind::kFlat, kDim});
 }
 
-void BM_Search_FaissCpuFlat(benchmark::State& state) {
+Result<std::unique_ptr<LandmarkIndex>> make_faiss_gpu_flat() {
+  return make_faiss_gpu_index({FaissGpuKind::kFlat, kDim});
+}
+Result<std::unique_ptr<LandmarkIndex>> make_faiss_gpu_ivf() {
+  return make_faiss_gpu_index({FaissGpuKind::kIvf, kDim});
+}
+
+// Host queries and results, through the LandmarkIndex interface.
+void search_host(benchmark::State& state, Result<std::unique_ptr<LandmarkIndex>> (*make)(),
+                 std::map<int64_t, std::unique_ptr<LandmarkIndex>>& cache) {
   const int64_t n = state.range(0);
   const uint32_t k = static_cast<uint32_t>(state.range(1));
   const uint32_t queries = static_cast<uint32_t>(state.range(2));
-  static std::map<int64_t, std::unique_ptr<LandmarkIndex>> cache;
   std::string error;
-  LandmarkIndex* index = cached(cache, n, &make_flat, &error);
+  LandmarkIndex* index = cached(cache, n, make, &error);
   if (!index) return state.SkipWithError(error.c_str());
   const std::vector<float> q = random_floats(size_t(kHeads) * queries * kDim, 99);
   SearchResult result;
@@ -98,6 +108,23 @@ void BM_Search_FaissCpuFlat(benchmark::State& state) {
     }
   }
   set_counters(state, n);
+}
+
+void BM_Search_FaissCpuFlat(benchmark::State& state) {
+  static std::map<int64_t, std::unique_ptr<LandmarkIndex>> cache;
+  search_host(state, &make_flat, cache);
+}
+
+// FAISS GPU, flat and IVF-Flat (nlist = sqrt(n), nprobe = 16), one search call per head.
+void BM_Search_FaissGpuFlatHeadByHead(benchmark::State& state) {
+  if (!faiss_gpu_available()) return state.SkipWithError("built without FAISS GPU");
+  static std::map<int64_t, std::unique_ptr<LandmarkIndex>> cache;
+  search_host(state, &make_faiss_gpu_flat, cache);
+}
+void BM_Search_FaissGpuIvfHeadByHead(benchmark::State& state) {
+  if (!faiss_gpu_available()) return state.SkipWithError("built without FAISS GPU");
+  static std::map<int64_t, std::unique_ptr<LandmarkIndex>> cache;
+  search_host(state, &make_faiss_gpu_ivf, cache);
 }
 
 #ifdef LMKV_WITH_CUDA
@@ -140,6 +167,15 @@ BENCHMARK(BM_Search_GpuFused)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 #endif
+
+BENCHMARK(BM_Search_FaissGpuFlatHeadByHead)
+    ->ArgsProduct({{655, 20971, 209715}, {4, 32}, {1, 512}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Search_FaissGpuIvfHeadByHead)
+    ->ArgsProduct({{20971, 209715}, {4, 32}, {1, 512}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // FAISS CPU at 209,715 landmarks and 512 queries would take seconds an iteration: left out.
 BENCHMARK(BM_Search_FaissCpuFlat)

@@ -50,6 +50,23 @@ void select_topk(const float* scores, const int64_t* block_nos, size_t n, uint32
   }
 }
 
+void select_topk_of_rows(const float* scores, const int64_t* rows, size_t nq, size_t found,
+                         const int64_t* block_nos, uint32_t k, int64_t* out_blocks,
+                         float* out_scores) {
+  std::vector<int64_t> ids(found);
+  std::vector<float> kept(found);
+  for (size_t q = 0; q < nq; ++q) {
+    size_t valid = 0;
+    for (size_t j = 0; j < found; ++j) {
+      const int64_t row = rows[q * found + j];
+      if (row < 0) continue;
+      ids[valid] = block_nos[row];
+      kept[valid++] = scores[q * found + j];
+    }
+    select_topk(kept.data(), ids.data(), valid, k, out_blocks + q * k, out_scores + q * k);
+  }
+}
+
 void exact_topk(const float* queries, size_t nq, const float* keys, const int64_t* block_nos,
                 size_t n, uint32_t dim, uint32_t k, int64_t* out_blocks, float* out_scores) {
   if (n == 0) {

@@ -17,4 +17,10 @@ void exact_topk(const float* queries, size_t nq, const float* keys, const int64_
 void select_topk(const float* scores, const int64_t* block_nos, size_t n, uint32_t k,
                  int64_t* out_blocks, float* out_scores);
 
+// Ranks a FAISS result with the same rule: for each of nq queries, `found` scores and row numbers
+// (rows[q * found + j], -1 for none) into block_nos, reduced to the top k per query.
+void select_topk_of_rows(const float* scores, const int64_t* rows, size_t nq, size_t found,
+                         const int64_t* block_nos, uint32_t k, int64_t* out_blocks,
+                         float* out_scores);
+
 }  // namespace lmkv

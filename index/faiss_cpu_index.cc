@@ -67,14 +67,7 @@ Status FaissCpuIndex::add(const HeadKey& key, const uint64_t* block_nos, const f
   std::unique_ptr<Head>& slot = heads_[key];
   if (!slot) slot = std::make_unique<Head>();
   Head& head = *slot;
-  std::unordered_set<uint64_t> batch;
-  for (size_t i = 0; i < n; ++i) {
-    if (head.present.count(block_nos[i]) || !batch.insert(block_nos[i]).second) {
-      return Status::AlreadyExists(
-          fmt::format("block {} of {} already has a landmark", block_nos[i], key.to_string()));
-    }
-  }
-  head.present.insert(batch.begin(), batch.end());
+  LMKV_RETURN_IF_ERROR(claim_new_blocks(key, block_nos, n, &head.present));
   head.keys.insert(head.keys.end(), keys, keys + n * options_.dim);
   head.block_nos.insert(head.block_nos.end(), block_nos, block_nos + n);
   return build_approximate(head);
@@ -127,19 +120,7 @@ void FaissCpuIndex::search_head(const Head& head, const float* queries, uint32_t
   std::vector<faiss::Index::idx_t> rows(size_t{nq} * k);
   std::vector<float> found(size_t{nq} * k);
   head.index->search(nq, queries, k, found.data(), rows.data());
-  // Back from row numbers to block numbers, in the index's order (score, then block).
-  for (size_t q = 0; q < nq; ++q) {
-    std::vector<int64_t> ids(k);
-    std::vector<float> s(k);
-    size_t valid = 0;
-    for (uint32_t j = 0; j < k; ++j) {
-      const faiss::Index::idx_t row = rows[q * k + j];
-      if (row < 0) continue;
-      ids[valid] = head.block_nos[row];
-      s[valid++] = found[q * k + j];
-    }
-    select_topk(s.data(), ids.data(), valid, k, blocks + q * k, scores + q * k);
-  }
+  select_topk_of_rows(found.data(), rows.data(), nq, k, head.block_nos.data(), k, blocks, scores);
 }
 
 Status FaissCpuIndex::search(const SearchRequest& r, SearchResult* result) {
@@ -184,9 +165,7 @@ Status FaissCpuIndex::search(const SearchRequest& r, SearchResult* result) {
 
 Status FaissCpuIndex::erase(uint64_t sequence) {
   std::unique_lock<std::shared_mutex> lock(mu_);
-  for (auto it = heads_.begin(); it != heads_.end();) {
-    it = it->first.sequence == sequence ? heads_.erase(it) : std::next(it);
-  }
+  erase_heads_of(heads_, sequence);
   return Status::Ok();
 }
 

@@ -5,15 +5,33 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
 #include "index/gpu_fused_index.h"
 #include "index/kernels/landmark_topk.cuh"
+#include "index/kernels/warp_select.cuh"
 #include "kvstore/cuda_util.h"
 
 namespace lmkv {
 namespace {
+
+// Calls f with the head dim (64, 128 or 256) as a compile-time constant.
+template <typename F>
+void with_dim(uint32_t dim, F&& f) {
+  switch (dim) {
+    case 64:
+      f(std::integral_constant<int, 64>{});
+      break;
+    case 128:
+      f(std::integral_constant<int, 128>{});
+      break;
+    default:
+      f(std::integral_constant<int, 256>{});
+      break;
+  }
+}
 
 // One head's keys (fp16) and block numbers on the device, grown by doubling.
 struct DeviceHead {
@@ -105,9 +123,7 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
 
   Status erase(uint64_t sequence) override {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = heads_.begin(); it != heads_.end();) {
-      it = it->first.sequence == sequence ? heads_.erase(it) : std::next(it);
-    }
+    erase_heads_of(heads_, sequence);
     return Status::Ok();
   }
 
@@ -139,6 +155,50 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     return Status::Ok();
   }
 
+  // k <= 32: warps keep running top-32 lists in registers (index/kernels/warp_select.cuh).
+  Status launch_warp_select(const SearchRequest& r, const kernels::HeadViews& views, int32_t most,
+                            int64_t* block_nos, float* scores, cudaStream_t stream) {
+    const int chunks =
+        std::max(1, (most + kernels::kKeysPerSelectBlock - 1) / kernels::kKeysPerSelectBlock);
+    LMKV_RETURN_IF_ERROR(partial_.reserve(size_t{r.heads} * r.queries_per_head * chunks *
+                                          kernels::kSelectK * sizeof(uint64_t)));
+    auto* lists = static_cast<uint64_t*>(partial_.get());
+    const dim3 pass1(chunks, r.queries_per_head, r.heads);
+    const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
+    constexpr int kThreads = kernels::kSelectWarps * 32;
+    with_dim(options_.dim, [&](auto dim) {
+      kernels::select_chunk_kernel<decltype(dim)::value>
+          <<<pass1, kThreads, 0, stream>>>(views, r.queries, queries, chunks, k, lists);
+    });
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    kernels::merge_lists_kernel<<<dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32, 0,
+                                  stream>>>(views, lists, queries, chunks, k, block_nos, scores);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return Status::Ok();
+  }
+
+  // Larger k: each tile of 1024 landmarks is radix-sorted (index/kernels/landmark_topk.cuh).
+  Status launch_sorting_select(const SearchRequest& r, const kernels::HeadViews& views,
+                               int32_t most, int64_t* block_nos, float* scores,
+                               cudaStream_t stream) {
+    const int tiles = std::max(1, (most + kernels::kTileKeys - 1) / kernels::kTileKeys);
+    LMKV_RETURN_IF_ERROR(
+        partial_.reserve(size_t{r.heads} * r.queries_per_head * tiles * r.k * sizeof(uint64_t)));
+    auto* partial = static_cast<uint64_t*>(partial_.get());
+    const dim3 pass1(tiles, r.queries_per_head, r.heads);
+    const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
+    with_dim(options_.dim, [&](auto dim) {
+      kernels::tile_topk_kernel<decltype(dim)::value><<<pass1, kernels::kTopkThreads, 0, stream>>>(
+          views, r.queries, queries, tiles, k, partial);
+    });
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    const dim3 pass2(r.queries_per_head, r.heads);
+    kernels::merge_topk_kernel<<<pass2, kernels::kTopkThreads, 0, stream>>>(
+        views, partial, queries, tiles, k, block_nos, scores);
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return Status::Ok();
+  }
+
   Status search_locked(const SearchRequest& r, int64_t* block_nos, float* scores,
                        cudaStream_t stream) {
     if (r.heads > static_cast<uint32_t>(kernels::kMaxHeadsPerLaunch)) {
@@ -164,35 +224,15 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
       return Status::NotFound(
           fmt::format("sequence {} layer {} has no landmarks", r.sequence, r.layer));
     }
-    const int tiles = std::max(1, (most + kernels::kTileKeys - 1) / kernels::kTileKeys);
     // The scratch buffer is shared: this search waits for the previous one (any stream) to finish
     // with it.
     if (!scratch_free_.get()) LMKV_RETURN_IF_ERROR(scratch_free_.create());
     LMKV_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, scratch_free_.get(), 0));
-    LMKV_RETURN_IF_ERROR(
-        partial_.reserve(size_t{r.heads} * r.queries_per_head * tiles * r.k * sizeof(uint64_t)));
-    auto* partial = static_cast<uint64_t*>(partial_.get());
-    const dim3 pass1(tiles, r.queries_per_head, r.heads);
-    const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
-    switch (options_.dim) {
-      case 64:
-        kernels::tile_topk_kernel<64><<<pass1, kernels::kTopkThreads, 0, stream>>>(
-            views, r.queries, queries, tiles, k, partial);
-        break;
-      case 128:
-        kernels::tile_topk_kernel<128><<<pass1, kernels::kTopkThreads, 0, stream>>>(
-            views, r.queries, queries, tiles, k, partial);
-        break;
-      default:
-        kernels::tile_topk_kernel<256><<<pass1, kernels::kTopkThreads, 0, stream>>>(
-            views, r.queries, queries, tiles, k, partial);
-        break;
+    if (r.k <= static_cast<uint32_t>(kernels::kSelectK)) {
+      LMKV_RETURN_IF_ERROR(launch_warp_select(r, views, most, block_nos, scores, stream));
+    } else {
+      LMKV_RETURN_IF_ERROR(launch_sorting_select(r, views, most, block_nos, scores, stream));
     }
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-    const dim3 pass2(r.queries_per_head, r.heads);
-    kernels::merge_topk_kernel<<<pass2, kernels::kTopkThreads, 0, stream>>>(
-        views, partial, queries, tiles, k, block_nos, scores);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     LMKV_CUDA_RETURN_IF_ERROR(cudaEventRecord(scratch_free_.get(), stream));
     return Status::Ok();
   }

@@ -19,17 +19,25 @@ const char* index_backend_name(IndexBackend backend) {
       return "faiss-hnsw";
     case IndexBackend::kGpuFused:
       return "gpu-fused";
+    case IndexBackend::kFaissGpuFlat:
+      return "faiss-gpu-flat";
+    case IndexBackend::kFaissGpuIvf:
+      return "faiss-gpu-ivf";
   }
   return "unknown";
 }
 
 Result<IndexBackend> parse_index_backend(const std::string& name) {
-  for (IndexBackend b : {IndexBackend::kAuto, IndexBackend::kFaissFlat, IndexBackend::kFaissIvf,
-                         IndexBackend::kFaissHnsw, IndexBackend::kGpuFused}) {
+  constexpr IndexBackend kAll[] = {IndexBackend::kAuto,       IndexBackend::kFaissFlat,
+                                   IndexBackend::kFaissIvf,   IndexBackend::kFaissHnsw,
+                                   IndexBackend::kGpuFused,   IndexBackend::kFaissGpuFlat,
+                                   IndexBackend::kFaissGpuIvf};
+  std::string known;
+  for (IndexBackend b : kAll) {
     if (name == index_backend_name(b)) return b;
+    known += known.empty() ? index_backend_name(b) : std::string(", ") + index_backend_name(b);
   }
-  return Status::InvalidArgument(fmt::format(
-      "unknown index backend '{}' (auto, faiss-flat, faiss-ivf, faiss-hnsw, gpu-fused)", name));
+  return Status::InvalidArgument(fmt::format("unknown index backend '{}' ({})", name, known));
 }
 
 Result<std::unique_ptr<LandmarkIndex>> make_landmark_index(const IndexOptions& options) {
@@ -41,6 +49,16 @@ Result<std::unique_ptr<LandmarkIndex>> make_landmark_index(const IndexOptions& o
   if (backend == IndexBackend::kGpuFused) {
     LMKV_ASSIGN_OR_RETURN(auto gpu, make_gpu_fused_index({options.dim, options.cuda_device}));
     return std::unique_ptr<LandmarkIndex>(std::move(gpu));
+  }
+  if (backend == IndexBackend::kFaissGpuFlat || backend == IndexBackend::kFaissGpuIvf) {
+    FaissGpuOptions gpu;
+    gpu.kind = backend == IndexBackend::kFaissGpuIvf ? FaissGpuKind::kIvf : FaissGpuKind::kFlat;
+    gpu.dim = options.dim;
+    gpu.cuda_device = options.cuda_device;
+    gpu.ivf_min_train = options.faiss.ivf_min_train;
+    gpu.ivf_nlist = options.faiss.ivf_nlist;
+    gpu.ivf_nprobe = options.faiss.ivf_nprobe;
+    return make_faiss_gpu_index(gpu);
   }
   FaissCpuOptions faiss = options.faiss;
   faiss.dim = options.dim;

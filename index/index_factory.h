@@ -6,21 +6,30 @@
 #include <string>
 
 #include "index/faiss_cpu_index.h"
+#include "index/faiss_gpu_index.h"
 #include "index/gpu_fused_index.h"
 
 namespace lmkv {
 
-enum class IndexBackend { kAuto, kFaissFlat, kFaissIvf, kFaissHnsw, kGpuFused };
+enum class IndexBackend {
+  kAuto,
+  kFaissFlat,
+  kFaissIvf,
+  kFaissHnsw,
+  kGpuFused,
+  kFaissGpuFlat,
+  kFaissGpuIvf
+};
 
-// "auto", "faiss-flat", "faiss-ivf", "faiss-hnsw", "gpu-fused".
+// "auto", "faiss-flat", "faiss-ivf", "faiss-hnsw", "gpu-fused", "faiss-gpu-flat", "faiss-gpu-ivf".
 const char* index_backend_name(IndexBackend backend);
 Result<IndexBackend> parse_index_backend(const std::string& name);
 
 struct IndexOptions {
   IndexBackend backend = IndexBackend::kAuto;
   uint32_t dim = 128;     // landmark key dimension (the model's head dim)
-  int cuda_device = 0;    // for kGpuFused (and kAuto on a GPU machine)
-  FaissCpuOptions faiss;  // IVF and HNSW parameters; its kind and dim are set from above
+  int cuda_device = 0;    // for the GPU backends (and kAuto on a GPU machine)
+  FaissCpuOptions faiss;  // IVF (CPU and GPU) and HNSW parameters; kind and dim are set from above
 };
 
 Result<std::unique_ptr<LandmarkIndex>> make_landmark_index(const IndexOptions& options);

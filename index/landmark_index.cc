@@ -50,4 +50,17 @@ Status validate_add(const HeadKey& head, const uint64_t* block_nos, const float*
   return Status::Ok();
 }
 
+Status claim_new_blocks(const HeadKey& head, const uint64_t* block_nos, size_t n,
+                        std::unordered_set<uint64_t>* present) {
+  std::unordered_set<uint64_t> batch;
+  for (size_t i = 0; i < n; ++i) {
+    if (present->count(block_nos[i]) || !batch.insert(block_nos[i]).second) {
+      return Status::AlreadyExists(
+          fmt::format("block {} of {} already has a landmark", block_nos[i], head.to_string()));
+    }
+  }
+  present->insert(batch.begin(), batch.end());
+  return Status::Ok();
+}
+
 }  // namespace lmkv

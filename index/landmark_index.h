@@ -8,7 +8,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "lmkv/status.h"
@@ -75,5 +77,18 @@ Status validate_search(const SearchRequest& request, uint32_t dim);
 // Checks what every backend requires of an add of n > 0 keys: non-null arrays, finite keys.
 Status validate_add(const HeadKey& head, const uint64_t* block_nos, const float* keys, size_t n,
                     uint32_t dim);
+
+// Adds block_nos[0..n) to a head's `present` set, or returns AlreadyExists naming the first block
+// already there or repeated in the batch (nothing is added then).
+Status claim_new_blocks(const HeadKey& head, const uint64_t* block_nos, size_t n,
+                        std::unordered_set<uint64_t>* present);
+
+// Removes every head of `sequence` from a backend's map keyed by HeadKey.
+template <typename HeadMap>
+void erase_heads_of(HeadMap& heads, uint64_t sequence) {
+  for (auto it = heads.begin(); it != heads.end();) {
+    it = it->first.sequence == sequence ? heads.erase(it) : std::next(it);
+  }
+}
 
 }  // namespace lmkv

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 
+#include "kvstore/kernels/warp_dot.cuh"
+
 namespace lmkv {
 namespace kernels {
 
@@ -49,22 +51,6 @@ struct AttentionParams {
   float* partial = nullptr;  // [rows][parts][d + 2] when parts > 1: m, z, then acc[d]
   float* out = nullptr;      // [tokens][heads][d]
 };
-
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-// L consecutive elements of a row, as one vector load.
-template <typename T, int L>
-struct alignas(sizeof(T) * L) Lanes {
-  T v[L];
-};
-
-template <typename T, int L>
-__device__ __forceinline__ void load_lanes(const T* src, float (&dst)[L]) {
-  const Lanes<T, L> x = *reinterpret_cast<const Lanes<T, L>*>(src);
-#pragma unroll
-  for (int i = 0; i < L; ++i) dst[i] = to_float(x.v[i]);
-}
 
 // Rotary encoding (rotate-half pairing: dimension i with i + d/2, frequency theta^(-2i/d)).
 // Lane l holds dims [l*L, l*L+L); its partners live in lane l ^ 16. Angles are reduced in double:
@@ -121,23 +107,6 @@ struct Softmax {
 };
 
 constexpr int kTile = 32;  // tokens a warp scores at once, one per lane
-
-// Halves the set of rows a lane sums at each step, exchanging the other half with lane ^ N, until
-// lane l holds the full sum of row l in part[0]. Recursion on N (not a loop over offsets) so every
-// index is a compile-time constant and part[] stays in registers.
-template <int N>
-__device__ __forceinline__ void reduce_scatter(float (&part)[32], int lane) {
-  if constexpr (N >= 1) {
-    const bool upper = lane & N;
-#pragma unroll
-    for (int i = 0; i < N; ++i) {
-      const float send = upper ? part[i] : part[i + N];
-      const float keep = upper ? part[i + N] : part[i];
-      part[i] = keep + __shfl_xor_sync(0xffffffffu, send, N);
-    }
-    reduce_scatter<N / 2>(part, lane);
-  }
-}
 
 // Scores of up to 32 consecutive key rows against q: lane j ends with row j's dot product (-inf
 // past `count`). Each lane first sums its own dims of every row, then a reduce-scatter leaves row

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "index/brute_force.h"
+#include "index/clustered_keys.h"
 #include "test_util.h"
 
 namespace lmkv {
@@ -69,34 +70,6 @@ TEST(FaissCpuIndex, FlatSearchesEveryHeadOfALayerExactly) {
   }
 }
 
-// Keys in drifting topics: clusters with spread, as blocks of one topic would have.
-struct Clustered {
-  std::vector<float> keys, queries;
-  std::vector<uint64_t> blocks;
-};
-
-Clustered clustered_keys(std::mt19937_64& rng, uint32_t dim, size_t n, size_t nq) {
-  std::normal_distribution<float> normal;
-  constexpr int kClusters = 48;
-  std::vector<float> centres(kClusters * dim);
-  for (auto& v : centres) v = normal(rng);
-  Clustered c;
-  c.keys.resize(n * dim);
-  for (size_t i = 0; i < n; ++i) {
-    const size_t cluster = (i * kClusters / n + rng() % 3) % kClusters;  // topics drift over blocks
-    for (uint32_t d = 0; d < dim; ++d)
-      c.keys[i * dim + d] = centres[cluster * dim + d] + 0.5f * normal(rng);
-    c.blocks.push_back(i);
-  }
-  c.queries.resize(nq * dim);
-  for (size_t q = 0; q < nq; ++q) {
-    const size_t cluster = rng() % kClusters;
-    for (uint32_t d = 0; d < dim; ++d)
-      c.queries[q * dim + d] = centres[cluster * dim + d] + 0.5f * normal(rng);
-  }
-  return c;
-}
-
 class ApproximateRecall : public ::testing::TestWithParam<FaissCpuKind> {};
 
 TEST_P(ApproximateRecall, ReachesAtLeast95PercentAtDefaults) {
@@ -111,7 +84,7 @@ TEST_P(ApproximateRecall, ReachesAtLeast95PercentAtDefaults) {
   ASSERT_TRUE(index && exact);
   std::vector<float> queries;
   for (uint32_t h = 0; h < kHeads; ++h) {
-    Clustered c = clustered_keys(rng, kDim, kBlocks, kQueries);
+    test::Clustered c = test::clustered_keys(rng, kDim, kBlocks, kQueries);
     // Added as blocks seal, in chunks: the index is trained or built part way through.
     for (size_t first = 0; first < kBlocks; first += 1000) {
       ASSERT_TRUE(
@@ -124,13 +97,7 @@ TEST_P(ApproximateRecall, ReachesAtLeast95PercentAtDefaults) {
   SearchResult approx, truth;
   ASSERT_TRUE(index->search({1, 0, kHeads, kQueries, kK, queries.data()}, &approx).ok());
   ASSERT_TRUE(exact->search({1, 0, kHeads, kQueries, kK, queries.data()}, &truth).ok());
-  size_t hits = 0;
-  for (size_t q = 0; q < kHeads * kQueries; ++q) {
-    std::set<int64_t> want(truth.block_nos.begin() + q * kK,
-                           truth.block_nos.begin() + (q + 1) * kK);
-    for (uint32_t j = 0; j < kK; ++j) hits += want.count(approx.block_nos[q * kK + j]);
-  }
-  const double recall = double(hits) / (kHeads * kQueries * kK);
+  const double recall = test::recall_at_k(approx, truth, kHeads * kQueries, kK);
   RecordProperty("recall", std::to_string(recall));
   std::printf("[ recall   ] %s recall@%u = %.4f\n", index->name().c_str(), kK, recall);
   EXPECT_GE(recall, 0.95) << index->name();

@@ -59,10 +59,12 @@ TEST_F(GpuFusedIndexTest, EqualsExactCpuSearchWithTies) {
   std::mt19937_64 rng(test::fresh_seed());
   for (uint32_t dim : {64u, 128u}) {
     Pair p = make_pair(dim);
-    const std::vector<size_t> sizes = {1, 700, 2500, 40};  // one and several tiles of 1024
+    // One and several chunks of 1024; 11,000 gives more chunks than merging warps.
+    const std::vector<size_t> sizes = {1, 700, 2500, 40, 11000};
     fill(p, dim, sizes, [&] { return float(int(rng() % 5) - 2); });
     for (uint32_t queries : {1u, 7u}) {
-      for (uint32_t k : {1u, 32u, 100u}) {
+      // k <= 32 takes the warp-list path, larger k the sorting path.
+      for (uint32_t k : {1u, 4u, 31u, 32u, 33u, 100u}) {
         std::vector<float> q(sizes.size() * queries * dim);
         for (auto& v : q) v = float(int(rng() % 3) - 1);
         const SearchRequest r{5, 1, uint32_t(sizes.size()), queries, k, q.data()};
@@ -80,23 +82,25 @@ TEST_F(GpuFusedIndexTest, EqualsExactCpuSearchWithTies) {
 TEST_F(GpuFusedIndexTest, MatchesCpuOnRandomKeysUpToRounding) {
   std::mt19937_64 rng(test::fresh_seed());
   std::normal_distribution<float> normal;
-  constexpr uint32_t kDim = 128, kQueries = 3, kK = 32;
+  constexpr uint32_t kDim = 128, kQueries = 3;
   Pair p = make_pair(kDim);
-  const std::vector<size_t> sizes = {3000, 1024, 5000};
+  const std::vector<size_t> sizes = {3000, 1024, 21000};
   fill(p, kDim, sizes, [&] { return normal(rng); });
-  std::vector<float> q(sizes.size() * kQueries * kDim);
-  for (auto& v : q) v = normal(rng);
-  const SearchRequest r{5, 1, uint32_t(sizes.size()), kQueries, kK, q.data()};
-  SearchResult gpu, cpu;
-  ASSERT_TRUE(p.gpu->search(r, &gpu).ok());
-  ASSERT_TRUE(p.cpu->search(r, &cpu).ok());
-  // Scores agree to float rounding of a 128-term sum (relative 1e-5 of the magnitude); a block may
-  // differ only where its score is that close to the other's.
-  for (size_t i = 0; i < gpu.scores.size(); ++i) {
-    const float tolerance = 1e-5f * (1.0f + std::fabs(cpu.scores[i])) * 10;
-    ASSERT_NEAR(gpu.scores[i], cpu.scores[i], tolerance) << "slot " << i;
-    if (gpu.block_nos[i] != cpu.block_nos[i]) {
-      EXPECT_NEAR(gpu.scores[i], cpu.scores[i], tolerance) << "different block at slot " << i;
+  for (uint32_t kK : {4u, 32u, 64u}) {
+    std::vector<float> q(sizes.size() * kQueries * kDim);
+    for (auto& v : q) v = normal(rng);
+    const SearchRequest r{5, 1, uint32_t(sizes.size()), kQueries, kK, q.data()};
+    SearchResult gpu, cpu;
+    ASSERT_TRUE(p.gpu->search(r, &gpu).ok());
+    ASSERT_TRUE(p.cpu->search(r, &cpu).ok());
+    // Scores agree to float rounding of a 128-term sum (relative 1e-5 of the magnitude); a block
+    // may differ only where its score is that close to the other's.
+    for (size_t i = 0; i < gpu.scores.size(); ++i) {
+      const float tolerance = 1e-5f * (1.0f + std::fabs(cpu.scores[i])) * 10;
+      ASSERT_NEAR(gpu.scores[i], cpu.scores[i], tolerance) << "slot " << i;
+      if (gpu.block_nos[i] != cpu.block_nos[i]) {
+        EXPECT_NEAR(gpu.scores[i], cpu.scores[i], tolerance) << "different block at slot " << i;
+      }
     }
   }
 }

@@ -1,0 +1,133 @@
+// The fused landmark search for k <= 32: each warp keeps its running best 32 candidates in
+// registers (one per lane, ascending 64-bit sort keys) and merges a batch of 32 new ones only when
+// one of them beats its current k-th best, so after the first batches scoring is a pure stream of
+// landmark keys from HBM. Sorted lists merge with one bitonic merge, without a sort, which keeps
+// both the in-block and the cross-block (second kernel) reductions short.
+#pragma once
+
+#include "index/kernels/landmark_topk.cuh"
+#include "kvstore/kernels/warp_dot.cuh"
+
+namespace lmkv::kernels {
+
+inline constexpr int kSelectK = 32;             // the largest k of this path: one slot per lane
+inline constexpr int kSelectWarps = 4;          // warps of a pass-1 block
+inline constexpr int kKeysPerSelectWarp = 256;  // landmarks one pass-1 warp scores
+inline constexpr int kKeysPerSelectBlock = kSelectWarps * kKeysPerSelectWarp;
+inline constexpr int kMergeWarps = 8;  // warps of a pass-2 block
+
+// One value per lane, sorted ascending across the warp (bitonic sort).
+__device__ __forceinline__ uint64_t warp_sort(uint64_t v, int lane) {
+#pragma unroll
+  for (int size = 2; size <= 32; size *= 2) {
+#pragma unroll
+    for (int stride = size / 2; stride > 0; stride /= 2) {
+      const uint64_t other = __shfl_xor_sync(0xffffffffu, v, stride);
+      const bool keep_min = ((lane & stride) == 0) == ((lane & size) == 0);
+      v = keep_min ? min(v, other) : max(v, other);
+    }
+  }
+  return v;
+}
+
+// The best 32 of two ascending warp lists, ascending: the lane-wise minimum of one list and the
+// other reversed is bitonic and holds exactly those 32, so one bitonic merge sorts it.
+__device__ __forceinline__ uint64_t warp_merge(uint64_t best, uint64_t sorted, int lane) {
+  uint64_t v = min(best, __shfl_sync(0xffffffffu, sorted, 31 - lane));
+#pragma unroll
+  for (int stride = 16; stride > 0; stride /= 2) {
+    const uint64_t other = __shfl_xor_sync(0xffffffffu, v, stride);
+    v = (lane & stride) == 0 ? min(v, other) : max(v, other);
+  }
+  return v;
+}
+
+// A warp's running top 32, and the k-th best below which a candidate matters.
+struct WarpTopk {
+  uint64_t best = kEmptySlot;  // this lane's rank in the warp's list
+  uint64_t kth = kEmptySlot;
+  int k;
+
+  __device__ explicit WarpTopk(int k_) : k(k_) {}
+
+  // Adds one unsorted candidate per lane.
+  __device__ __forceinline__ void push(uint64_t candidate, int lane) {
+    if (__ballot_sync(0xffffffffu, candidate < kth) == 0) return;
+    merge_sorted(warp_sort(candidate, lane), lane);
+  }
+  // Adds an ascending list of 32 (one per lane).
+  __device__ __forceinline__ void merge_sorted(uint64_t sorted, int lane) {
+    if (__shfl_sync(0xffffffffu, sorted, 0) >= kth) return;
+    best = warp_merge(best, sorted, lane);
+    kth = __shfl_sync(0xffffffffu, best, k - 1);
+  }
+};
+
+// Reduces the lists of a block's warps into warp 0's (`lists` is shared, one list per warp).
+template <int kWarps>
+__device__ __forceinline__ void block_merge(WarpTopk& topk, uint64_t (*lists)[32], int warp,
+                                            int lane) {
+  lists[warp][lane] = topk.best;
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) topk.merge_sorted(lists[w][lane], lane);
+  }
+}
+
+// Pass 1. Block (chunk, query, head) scores landmarks [chunk * kKeysPerSelectBlock, +that) of its
+// head (each warp a contiguous quarter, 32 at a time) and writes its best 32 sort keys, ascending,
+// to lists[((head * queries + query) * chunks + chunk) * 32].
+template <int D>
+__global__ void __launch_bounds__(kSelectWarps * 32)
+    select_chunk_kernel(const __grid_constant__ HeadViews views, const float* __restrict__ queries,
+                        int queries_per_head, int chunks, int k, uint64_t* __restrict__ lists) {
+  constexpr int L = D / 32;
+  const int chunk = blockIdx.x, query = blockIdx.y, head = blockIdx.z;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const HeadView view = views.heads[head];
+  __shared__ uint64_t warp_lists[kSelectWarps][32];
+
+  const float* q = queries + (static_cast<size_t>(head) * queries_per_head + query) * D + lane * L;
+  float q_reg[L];
+#pragma unroll
+  for (int i = 0; i < L; ++i) q_reg[i] = q[i];
+
+  WarpTopk topk(k);
+  const int first = chunk * kKeysPerSelectBlock + warp * kKeysPerSelectWarp;
+  const int last = min(view.n, first + kKeysPerSelectWarp);
+  for (int row = first; row < last; row += 32) {
+    const float score =
+        warp_dot32<__half, L>(q_reg, view.keys + static_cast<size_t>(row) * D, last - row, lane);
+    topk.push(row + lane < last ? sort_key(score, row + lane) : kEmptySlot, lane);
+  }
+  block_merge<kSelectWarps>(topk, warp_lists, warp, lane);
+  if (warp == 0) {
+    lists[((static_cast<size_t>(head) * queries_per_head + query) * chunks + chunk) * 32 + lane] =
+        topk.best;
+  }
+}
+
+// Pass 2. Block (query, head) merges the chunks' lists of its query (warp w takes chunks w, w +
+// kMergeWarps, ...) and writes the best k: out[(head * queries + query) * k + rank].
+__global__ void __launch_bounds__(kMergeWarps * 32)
+    merge_lists_kernel(const __grid_constant__ HeadViews views, const uint64_t* __restrict__ lists,
+                       int queries_per_head, int chunks, int k, int64_t* __restrict__ out_blocks,
+                       float* __restrict__ out_scores) {
+  const int query = blockIdx.x, head = blockIdx.y;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  __shared__ uint64_t warp_lists[kMergeWarps][32];
+  const size_t at = static_cast<size_t>(head) * queries_per_head + query;
+  const uint64_t* mine = lists + at * chunks * 32;
+
+  WarpTopk topk(k);
+  for (int c = warp; c < chunks; c += kMergeWarps) topk.merge_sorted(mine[c * 32 + lane], lane);
+  block_merge<kMergeWarps>(topk, warp_lists, warp, lane);
+  if (warp == 0 && lane < k) {
+    const uint64_t key = topk.best;
+    out_blocks[at * k + lane] = key == kEmptySlot ? -1 : views.heads[head].block_nos[uint32_t(key)];
+    out_scores[at * k + lane] = key == kEmptySlot ? -INFINITY : score_of(key);
+  }
+}
+
+}  // namespace lmkv::kernels
