@@ -116,20 +116,13 @@ constexpr int kTile = 32;  // tokens a warp scores at once, one per lane
 template <typename T, int L, bool kRotate>
 __device__ __forceinline__ float tile_scores(const float (&q)[L], const T* keys, int count,
                                              int lane, const Rope<L>& rope, int64_t position0) {
-  constexpr int kDim = 32 * L;
   float part[kTile];
-#pragma unroll
-  for (int j = 0; j < kTile; ++j) {
-    float k[L] = {};
-    if (j < count) {
-      load_lanes<T, L>(keys + int64_t(j) * kDim + lane * L, k);
-      if (kRotate) rope.rotate(k, position0 + j);
-    }
-    float s = 0;
-#pragma unroll
-    for (int i = 0; i < L; ++i) s = fmaf(q[i], k[i], s);
-    part[j] = s;
-  }
+  lane_dots<T, L>(
+      q, keys, count, lane,
+      [&](float(&k)[L], int j) {
+        if (kRotate) rope.rotate(k, position0 + j);
+      },
+      part);
   reduce_scatter<kTile / 2>(part, lane);
   return lane < count ? part[0] : -INFINITY;
 }
@@ -138,7 +131,6 @@ __device__ __forceinline__ float tile_scores(const float (&q)[L], const T* keys,
 template <typename T, int L>
 __device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, const T* values,
                                                 int count, int lane) {
-  constexpr int kDim = 32 * L;
   float tile_max = score;
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) {
@@ -155,14 +147,20 @@ __device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, 
 #pragma unroll
   for (int i = 0; i < L; ++i) state.acc[i] *= c;
   state.m = m;
+  constexpr int N = kRowsInFlight<L>;
 #pragma unroll
-  for (int j = 0; j < kTile; ++j) {
-    const float pj = __shfl_sync(0xffffffffu, p, j);
-    if (j < count) {
-      float v[L];
-      load_lanes<T, L>(values + int64_t(j) * kDim + lane * L, v);
+  for (int first = 0; first < kTile; first += N) {
+    Lanes<T, L> raw[N];
+    load_row_slices<T, L, N>(values, first, count, lane, raw);
 #pragma unroll
-      for (int i = 0; i < L; ++i) state.acc[i] = fmaf(pj, v[i], state.acc[i]);
+    for (int j = 0; j < N; ++j) {
+      const float pj = __shfl_sync(0xffffffffu, p, first + j);
+      if (first + j < count) {
+        float v[L];
+        to_floats(raw[j], v);
+#pragma unroll
+        for (int i = 0; i < L; ++i) state.acc[i] = fmaf(pj, v[i], state.acc[i]);
+      }
     }
   }
 }

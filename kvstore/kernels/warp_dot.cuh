@@ -19,10 +19,14 @@ struct alignas(sizeof(T) * L) Lanes {
 };
 
 template <typename T, int L>
-__device__ __forceinline__ void load_lanes(const T* src, float (&dst)[L]) {
-  const Lanes<T, L> x = *reinterpret_cast<const Lanes<T, L>*>(src);
+__device__ __forceinline__ void to_floats(const Lanes<T, L>& x, float (&dst)[L]) {
 #pragma unroll
   for (int i = 0; i < L; ++i) dst[i] = to_float(x.v[i]);
+}
+
+template <typename T, int L>
+__device__ __forceinline__ void load_lanes(const T* src, float (&dst)[L]) {
+  to_floats(*reinterpret_cast<const Lanes<T, L>*>(src), dst);
 }
 
 // Halves the set of rows a lane sums at each step, exchanging the other half with lane ^ N, until
@@ -42,23 +46,57 @@ __device__ __forceinline__ void reduce_scatter(float (&part)[32], int lane) {
   }
 }
 
-// Dot products of q (this lane's slice) with up to 32 consecutive rows of `rows` (d = 32*L
-// elements each): lane j ends with row j's, or -inf past `count`. Every row's load is issued before
-// any is used, so a warp keeps 32 rows of reads in flight.
+// Rows whose loads a lane issues before using any: 32 at d <= 128; 16 at d = 256, whose slices
+// are twice as wide, to stay within registers.
+template <int L>
+inline constexpr int kRowsInFlight = L <= 4 ? 32 : 16;
+
+// Loads this lane's slice of rows [first, first + N) of `rows` (d = 32*L elements each). Rows at
+// or past `count` read row count - 1 instead: valid memory, so no load sits behind a branch and
+// all N are in flight at once (one at a time, a warp would wait a full memory latency per row).
+template <typename T, int L, int N>
+__device__ __forceinline__ void load_row_slices(const T* rows, int first, int count, int lane,
+                                                Lanes<T, L> (&raw)[N]) {
+  constexpr int kDim = 32 * L;
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    const int row = min(first + j, count - 1);
+    raw[j] =
+        *reinterpret_cast<const Lanes<T, L>*>(rows + static_cast<long long>(row) * kDim + lane * L);
+  }
+}
+
+// part[j] = this lane's share of q . row j for the 32 rows from `rows` (0 past `count` >= 1);
+// transform(k, j) edits row j's slice first (RoPE).
+template <typename T, int L, typename Transform>
+__device__ __forceinline__ void lane_dots(const float (&q)[L], const T* rows, int count, int lane,
+                                          Transform transform, float (&part)[32]) {
+  constexpr int N = kRowsInFlight<L>;
+#pragma unroll
+  for (int first = 0; first < 32; first += N) {
+    Lanes<T, L> raw[N];
+    load_row_slices<T, L, N>(rows, first, count, lane, raw);
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      float k[L];
+      to_floats(raw[j], k);
+      transform(k, first + j);
+      float s = 0;
+#pragma unroll
+      for (int i = 0; i < L; ++i) s = fmaf(q[i], k[i], s);
+      part[first + j] = first + j < count ? s : 0.f;
+    }
+  }
+}
+
+// Dot products of q (this lane's slice) with up to 32 consecutive rows of `rows`: lane j ends with
+// row j's, or -inf past `count` (>= 1).
 template <typename T, int L>
 __device__ __forceinline__ float warp_dot32(const float (&q)[L], const T* rows, int count,
                                             int lane) {
-  constexpr int kDim = 32 * L;
   float part[32];
-#pragma unroll
-  for (int j = 0; j < 32; ++j) {
-    float k[L] = {};
-    if (j < count) load_lanes<T, L>(rows + static_cast<long long>(j) * kDim + lane * L, k);
-    float s = 0;
-#pragma unroll
-    for (int i = 0; i < L; ++i) s = fmaf(q[i], k[i], s);
-    part[j] = s;
-  }
+  lane_dots<T, L>(
+      q, rows, count, lane, [](float(&)[L], int) {}, part);
   reduce_scatter<16>(part, lane);
   return lane < count ? part[0] : -INFINITY;
 }
