@@ -166,10 +166,19 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     const dim3 pass1(chunks, r.queries_per_head, r.heads);
     const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
     constexpr int kThreads = kernels::kSelectWarps * 32;
+    cudaError_t launched = cudaSuccess;
     with_dim(options_.dim, [&](auto dim) {
-      kernels::select_chunk_kernel<decltype(dim)::value>
-          <<<pass1, kThreads, 0, stream>>>(views, r.queries, queries, chunks, k, lists);
+      constexpr int D = decltype(dim)::value;
+      constexpr int kStage = kernels::kSelectStageBytes<D>;
+      // Above 48 KB (d = 256) the kernel must opt in to its dynamic shared memory, once.
+      static const cudaError_t opted_in = cudaFuncSetAttribute(
+          kernels::select_chunk_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kStage);
+      launched = opted_in;
+      if (opted_in != cudaSuccess) return;
+      kernels::select_chunk_kernel<D>
+          <<<pass1, kThreads, kStage, stream>>>(views, r.queries, queries, chunks, k, lists);
     });
+    LMKV_CUDA_RETURN_IF_ERROR(launched);
     LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     kernels::merge_lists_kernel<<<dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32, 0,
                                   stream>>>(views, lists, queries, chunks, k, block_nos, scores);

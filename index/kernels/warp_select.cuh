@@ -5,6 +5,8 @@
 // both the in-block and the cross-block (second kernel) reductions short.
 #pragma once
 
+#include <cuda_pipeline.h>
+
 #include "index/kernels/landmark_topk.cuh"
 #include "kvstore/kernels/warp_dot.cuh"
 
@@ -75,9 +77,30 @@ __device__ __forceinline__ void block_merge(WarpTopk& topk, uint64_t (*lists)[32
   }
 }
 
+// Starts copying `count` (1..32) rows of D halves into a warp's staging buffer with cp.async (rows
+// past `count` are zero-filled): the copies need no registers, so all 32 rows are in flight while
+// the warp scores the previous ones.
+template <int D>
+__device__ __forceinline__ void stage_rows(__half* stage, const __half* rows, int count, int lane) {
+  constexpr int kPieces = D * sizeof(__half) / 16;  // 16-byte copies per row
+#pragma unroll
+  for (int i = lane; i < 32 * kPieces; i += 32) {
+    const int row = i / kPieces, piece = i % kPieces;
+    const bool valid = row < count;
+    const __half* src = rows + static_cast<size_t>(valid ? row : 0) * D + piece * 8;
+    __pipeline_memcpy_async(stage + row * D + piece * 8, src, 16, valid ? 0 : 16);
+  }
+  __pipeline_commit();
+}
+
+// Dynamic shared memory of select_chunk_kernel<D>: one staging buffer of 32 rows per warp.
+template <int D>
+inline constexpr int kSelectStageBytes = kSelectWarps * 32 * D * sizeof(__half);
+
 // Pass 1. Block (chunk, query, head) scores landmarks [chunk * kKeysPerSelectBlock, +that) of its
 // head (each warp a contiguous quarter, 32 at a time) and writes its best 32 sort keys, ascending,
-// to lists[((head * queries + query) * chunks + chunk) * 32].
+// to lists[((head * queries + query) * chunks + chunk) * 32]. A warp reads its rows from its
+// staging buffer into registers, then starts the next 32 rows' copy before scoring these.
 template <int D>
 __global__ void __launch_bounds__(kSelectWarps * 32)
     select_chunk_kernel(const __grid_constant__ HeadViews views, const float* __restrict__ queries,
@@ -93,13 +116,32 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
 #pragma unroll
   for (int i = 0; i < L; ++i) q_reg[i] = q[i];
 
+  extern __shared__ __align__(16) unsigned char select_stage[];
+  __half* stage = reinterpret_cast<__half*>(select_stage) + warp * 32 * D;
+
   WarpTopk topk(k);
   const int first = chunk * kKeysPerSelectBlock + warp * kKeysPerSelectWarp;
   const int last = min(view.n, first + kKeysPerSelectWarp);
+  if (first < last) {
+    stage_rows<D>(stage, view.keys + static_cast<size_t>(first) * D, min(32, last - first), lane);
+  }
   for (int row = first; row < last; row += 32) {
-    const float score =
-        warp_dot32<__half, L>(q_reg, view.keys + static_cast<size_t>(row) * D, last - row, lane);
-    topk.push(row + lane < last ? sort_key(score, row + lane) : kEmptySlot, lane);
+    const int count = min(32, last - row);
+    __pipeline_wait_prior(0);
+    __syncwarp();
+    Lanes<__half, L> raw[32];
+    load_row_slices<__half, L, 32>(stage, 0, count, lane, raw);
+    __syncwarp();  // every lane has read the buffer before the next copy overwrites it
+    if (row + 32 < last) {
+      stage_rows<D>(stage, view.keys + static_cast<size_t>(row + 32) * D, min(32, last - row - 32),
+                    lane);
+    }
+    float part[32];
+    slice_dots<__half, L, 32>(
+        q_reg, raw, 0, count, [](float(&)[L], int) {}, part);
+    reduce_scatter<16>(part, lane);
+    const float score = part[0];
+    topk.push(lane < count ? sort_key(score, row + lane) : kEmptySlot, lane);
   }
   block_merge<kSelectWarps>(topk, warp_lists, warp, lane);
   if (warp == 0) {

@@ -66,6 +66,24 @@ __device__ __forceinline__ void load_row_slices(const T* rows, int first, int co
   }
 }
 
+// part[first + j] = this lane's share of q . row (first + j), from the row slices in `raw` (0 at
+// or past `count`); transform(k, row) edits a row's slice first (RoPE).
+template <typename T, int L, int N, typename Transform>
+__device__ __forceinline__ void slice_dots(const float (&q)[L], const Lanes<T, L> (&raw)[N],
+                                           int first, int count, Transform transform,
+                                           float (&part)[32]) {
+#pragma unroll
+  for (int j = 0; j < N; ++j) {
+    float k[L];
+    to_floats(raw[j], k);
+    transform(k, first + j);
+    float s = 0;
+#pragma unroll
+    for (int i = 0; i < L; ++i) s = fmaf(q[i], k[i], s);
+    part[first + j] = first + j < count ? s : 0.f;
+  }
+}
+
 // part[j] = this lane's share of q . row j for the 32 rows from `rows` (0 past `count` >= 1);
 // transform(k, j) edits row j's slice first (RoPE).
 template <typename T, int L, typename Transform>
@@ -76,16 +94,7 @@ __device__ __forceinline__ void lane_dots(const float (&q)[L], const T* rows, in
   for (int first = 0; first < 32; first += N) {
     Lanes<T, L> raw[N];
     load_row_slices<T, L, N>(rows, first, count, lane, raw);
-#pragma unroll
-    for (int j = 0; j < N; ++j) {
-      float k[L];
-      to_floats(raw[j], k);
-      transform(k, first + j);
-      float s = 0;
-#pragma unroll
-      for (int i = 0; i < L; ++i) s = fmaf(q[i], k[i], s);
-      part[first + j] = first + j < count ? s : 0.f;
-    }
+    slice_dots<T, L, N>(q, raw, first, count, transform, part);
   }
 }
 
