@@ -158,31 +158,55 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
   // k <= 32: warps keep running top-32 lists in registers (index/kernels/warp_select.cuh).
   Status launch_warp_select(const SearchRequest& r, const kernels::HeadViews& views, int32_t most,
                             int64_t* block_nos, float* scores, cudaStream_t stream) {
-    const int chunks =
-        std::max(1, (most + kernels::kKeysPerSelectBlock - 1) / kernels::kKeysPerSelectBlock);
+    LMKV_RETURN_IF_ERROR(ensure_select_capacity());
+    // A warp's landmarks are a serial chain of 32-row steps, so the work is cut into as many
+    // warps as the device holds at once: one full wave, no second wave nearly empty. A search
+    // with more (head, query) pairs than that (prefill) gives each block a whole head.
+    const int64_t pairs = int64_t{r.heads} * r.queries_per_head;
+    const int64_t blocks_per_pair = std::max<int64_t>(1, resident_select_blocks_ / pairs);
+    const int64_t warps_per_pair = blocks_per_pair * kernels::kSelectWarps;
+    const int keys_per_warp = static_cast<int>(
+        std::max<int64_t>(1, (most + 32 * warps_per_pair - 1) / (32 * warps_per_pair)) * 32);
+    const int keys_per_block = keys_per_warp * kernels::kSelectWarps;
+    const int chunks = std::max(1, (most + keys_per_block - 1) / keys_per_block);
     LMKV_RETURN_IF_ERROR(partial_.reserve(size_t{r.heads} * r.queries_per_head * chunks *
                                           kernels::kSelectK * sizeof(uint64_t)));
     auto* lists = static_cast<uint64_t*>(partial_.get());
     const dim3 pass1(chunks, r.queries_per_head, r.heads);
     const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
     constexpr int kThreads = kernels::kSelectWarps * 32;
-    cudaError_t launched = cudaSuccess;
     with_dim(options_.dim, [&](auto dim) {
       constexpr int D = decltype(dim)::value;
       constexpr int kStage = kernels::kSelectStageBytes<D>;
-      // Above 48 KB (d = 256) the kernel must opt in to its dynamic shared memory, once.
-      static const cudaError_t opted_in = cudaFuncSetAttribute(
-          kernels::select_chunk_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kStage);
-      launched = opted_in;
-      if (opted_in != cudaSuccess) return;
-      kernels::select_chunk_kernel<D>
-          <<<pass1, kThreads, kStage, stream>>>(views, r.queries, queries, chunks, k, lists);
+      kernels::select_chunk_kernel<D><<<pass1, kThreads, kStage, stream>>>(
+          views, r.queries, queries, chunks, keys_per_warp, k, lists);
     });
-    LMKV_CUDA_RETURN_IF_ERROR(launched);
     LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     kernels::merge_lists_kernel<<<dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32, 0,
                                   stream>>>(views, lists, queries, chunks, k, block_nos, scores);
     LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    return Status::Ok();
+  }
+
+  // Opts the pass-1 kernel in to its dynamic shared memory (above 48 KB at d = 256) and counts
+  // the blocks of it the device holds at once, on the first search.
+  Status ensure_select_capacity() {
+    if (resident_select_blocks_ > 0) return Status::Ok();
+    cudaError_t error = cudaSuccess;
+    int per_sm = 0, sms = 0;
+    with_dim(options_.dim, [&](auto dim) {
+      constexpr int D = decltype(dim)::value;
+      constexpr int kStage = kernels::kSelectStageBytes<D>;
+      error = cudaFuncSetAttribute(kernels::select_chunk_kernel<D>,
+                                   cudaFuncAttributeMaxDynamicSharedMemorySize, kStage);
+      if (error != cudaSuccess) return;
+      error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, kernels::select_chunk_kernel<D>, kernels::kSelectWarps * 32, kStage);
+    });
+    LMKV_CUDA_RETURN_IF_ERROR(error);
+    LMKV_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options_.cuda_device));
+    resident_select_blocks_ = std::max<int64_t>(1, int64_t{per_sm} * sms);
     return Status::Ok();
   }
 
@@ -249,9 +273,10 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
   GpuFusedOptions options_;
   mutable std::mutex mu_;  // one search or add at a time: they share the scratch buffers
   std::unordered_map<HeadKey, DeviceHead, HeadKeyHash> heads_;
-  DeviceBuffer partial_;    // pass 1 output
-  CudaEvent scratch_free_;  // recorded after the last search's pass 2
-  DeviceBuffer host_io_;    // queries and results of search()
+  DeviceBuffer partial_;                // pass 1 output
+  int64_t resident_select_blocks_ = 0;  // pass-1 blocks the device runs at once
+  CudaEvent scratch_free_;              // recorded after the last search's pass 2
+  DeviceBuffer host_io_;                // queries and results of search()
 };
 
 }  // namespace

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 
 #include "kvstore/store_core.h"
 #include "kvstore/tiered_store.h"
@@ -258,15 +257,6 @@ Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
   return Status::Ok();
 }
 
-// TEMPORARY tuning knob for one GPU run.
-size_t early_batch_cap() {
-  static const size_t cap = [] {
-    const char* v = std::getenv("LMKV_EARLY_BATCH_CAP");
-    return v ? static_cast<size_t>(std::atoll(v)) : size_t{1} << 30;
-  }();
-  return cap;
-}
-
 // Collects planned blocks whose host copy is ready and launches them in growing batches.
 class EarlyCopies {
  public:
@@ -278,7 +268,7 @@ class EarlyCopies {
     if (!b.gather || b.read_disk || b.await_host) return Status::Ok();
     pending_.push_back(i);
     if (pending_.size() < next_batch_) return Status::Ok();
-    next_batch_ = std::min(next_batch_ * 2, early_batch_cap());
+    next_batch_ *= 2;
     started_ = true;
     Status launched = launch_copies(c_, plan_, pending_, stream_);
     pending_.clear();

@@ -12,11 +12,9 @@
 
 namespace lmkv::kernels {
 
-inline constexpr int kSelectK = 32;             // the largest k of this path: one slot per lane
-inline constexpr int kSelectWarps = 4;          // warps of a pass-1 block
-inline constexpr int kKeysPerSelectWarp = 256;  // landmarks one pass-1 warp scores
-inline constexpr int kKeysPerSelectBlock = kSelectWarps * kKeysPerSelectWarp;
-inline constexpr int kMergeWarps = 8;  // warps of a pass-2 block
+inline constexpr int kSelectK = 32;     // the largest k of this path: one slot per lane
+inline constexpr int kSelectWarps = 4;  // warps of a pass-1 block
+inline constexpr int kMergeWarps = 8;   // warps of a pass-2 block
 
 // One value per lane, sorted ascending across the warp (bitonic sort).
 __device__ __forceinline__ uint64_t warp_sort(uint64_t v, int lane) {
@@ -97,14 +95,16 @@ __device__ __forceinline__ void stage_rows(__half* stage, const __half* rows, in
 template <int D>
 inline constexpr int kSelectStageBytes = kSelectWarps * 32 * D * sizeof(__half);
 
-// Pass 1. Block (chunk, query, head) scores landmarks [chunk * kKeysPerSelectBlock, +that) of its
-// head (each warp a contiguous quarter, 32 at a time) and writes its best 32 sort keys, ascending,
-// to lists[((head * queries + query) * chunks + chunk) * 32]. A warp reads its rows from its
-// staging buffer into registers, then starts the next 32 rows' copy before scoring these.
+// Pass 1. Block (chunk, query, head) scores landmarks [chunk, chunk + 1) * kSelectWarps *
+// keys_per_warp of its head (each warp a contiguous keys_per_warp, a multiple of 32, 32 at a time)
+// and writes its best 32 sort keys, ascending, to lists[((head * queries + query) * chunks + chunk)
+// * 32]. A warp reads its rows from its staging buffer into registers, then starts the next 32
+// rows' copy before scoring these.
 template <int D>
 __global__ void __launch_bounds__(kSelectWarps * 32)
     select_chunk_kernel(const __grid_constant__ HeadViews views, const float* __restrict__ queries,
-                        int queries_per_head, int chunks, int k, uint64_t* __restrict__ lists) {
+                        int queries_per_head, int chunks, int keys_per_warp, int k,
+                        uint64_t* __restrict__ lists) {
   constexpr int L = D / 32;
   const int chunk = blockIdx.x, query = blockIdx.y, head = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -120,8 +120,8 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   __half* stage = reinterpret_cast<__half*>(select_stage) + warp * 32 * D;
 
   WarpTopk topk(k);
-  const int first = chunk * kKeysPerSelectBlock + warp * kKeysPerSelectWarp;
-  const int last = min(view.n, first + kKeysPerSelectWarp);
+  const int first = (chunk * kSelectWarps + warp) * keys_per_warp;
+  const int last = min(view.n, first + keys_per_warp);
   if (first < last) {
     stage_rows<D>(stage, view.keys + static_cast<size_t>(first) * D, min(32, last - first), lane);
   }
