@@ -65,7 +65,8 @@ ExperimentFlags::ExperimentFlags(CLI::App* e) {
   e->add_flag("--keep-data", command_.config.keep_data,
               "Keep the experiment's blocks in --data-dir afterwards");
   e->add_option("--backend", backend_,
-                "Landmark index: auto, faiss-flat, faiss-ivf, faiss-hnsw or gpu-fused")
+                "Landmark index: auto, faiss-flat, faiss-ivf, faiss-hnsw, gpu-fused, "
+                "faiss-gpu-flat or faiss-gpu-ivf")
       ->capture_default_str();
   e->add_option("--landmark", landmark_,
                 "Landmark keys: given (the generator's block direction), mean (of the block's "

@@ -63,7 +63,8 @@ typedef struct lmkv_config {
   size_t gpu_capacity_bytes;   /* GPU tier (with a GPU), default 1 GiB */
   size_t host_capacity_bytes;  /* pinned host tier, default 256 MiB */
   const char* data_dir;        /* RocksDB directory (required), copied by lmkv_open */
-  const char* index_backend;   /* "auto", "faiss-flat", "faiss-ivf", "faiss-hnsw", "gpu-fused" */
+  const char* index_backend;   /* "auto", "faiss-flat", "faiss-ivf", "faiss-hnsw", "gpu-fused",
+                                  "faiss-gpu-flat", "faiss-gpu-ivf" */
   lmkv_landmark landmark;      /* default LMKV_LANDMARK_MEAN */
   lmkv_write_policy write_policy; /* default LMKV_WRITE_THROUGH */
 } lmkv_config;
