@@ -82,24 +82,9 @@ TEST_P(ApproximateRecall, ReachesAtLeast95PercentAtDefaults) {
   auto index = make_index(options);
   auto exact = make_index({FaissCpuKind::kFlat, kDim});
   ASSERT_TRUE(index && exact);
-  std::vector<float> queries;
-  for (uint32_t h = 0; h < kHeads; ++h) {
-    test::Clustered c = test::clustered_keys(rng, kDim, kBlocks, kQueries);
-    // Added as blocks seal, in chunks: the index is trained or built part way through.
-    for (size_t first = 0; first < kBlocks; first += 1000) {
-      ASSERT_TRUE(
-          index->add({1, 0, h}, c.blocks.data() + first, c.keys.data() + first * kDim, 1000).ok());
-      ASSERT_TRUE(
-          exact->add({1, 0, h}, c.blocks.data() + first, c.keys.data() + first * kDim, 1000).ok());
-    }
-    queries.insert(queries.end(), c.queries.begin(), c.queries.end());
-  }
-  SearchResult approx, truth;
-  ASSERT_TRUE(index->search({1, 0, kHeads, kQueries, kK, queries.data()}, &approx).ok());
-  ASSERT_TRUE(exact->search({1, 0, kHeads, kQueries, kK, queries.data()}, &truth).ok());
-  const double recall = test::recall_at_k(approx, truth, kHeads * kQueries, kK);
+  const double recall =
+      test::clustered_recall(*index, *exact, rng, kDim, kHeads, kBlocks, kQueries, kK);
   RecordProperty("recall", std::to_string(recall));
-  std::printf("[ recall   ] %s recall@%u = %.4f\n", index->name().c_str(), kK, recall);
   EXPECT_GE(recall, 0.95) << index->name();
 }
 

@@ -107,24 +107,9 @@ TEST_F(FaissGpuIndexTest, IvfReachesAtLeast95PercentRecallAtDefaults) {
   auto ivf = make(FaissGpuKind::kIvf, kDim);
   auto exact = make_exact(kDim);
   ASSERT_TRUE(ivf);
-  std::vector<float> queries;
-  for (uint32_t h = 0; h < kHeads; ++h) {
-    test::Clustered c = test::clustered_keys(rng, kDim, kBlocks, kQueries);
-    // Added as blocks seal, in chunks: the index is trained part way through.
-    for (size_t first = 0; first < kBlocks; first += 1000) {
-      ASSERT_TRUE(
-          ivf->add({1, 0, h}, c.blocks.data() + first, c.keys.data() + first * kDim, 1000).ok());
-      ASSERT_TRUE(
-          exact->add({1, 0, h}, c.blocks.data() + first, c.keys.data() + first * kDim, 1000).ok());
-    }
-    queries.insert(queries.end(), c.queries.begin(), c.queries.end());
-  }
-  SearchResult approx, truth;
-  ASSERT_TRUE(ivf->search({1, 0, kHeads, kQueries, kK, queries.data()}, &approx).ok());
-  ASSERT_TRUE(exact->search({1, 0, kHeads, kQueries, kK, queries.data()}, &truth).ok());
-  const double recall = test::recall_at_k(approx, truth, kHeads * kQueries, kK);
+  const double recall =
+      test::clustered_recall(*ivf, *exact, rng, kDim, kHeads, kBlocks, kQueries, kK);
   RecordProperty("recall", std::to_string(recall));
-  std::printf("[ recall   ] faiss-gpu-ivf recall@%u = %.4f\n", kK, recall);
   EXPECT_GE(recall, 0.95);
 }
 
