@@ -11,6 +11,7 @@
 
 #include "index/clustered_keys.h"
 #include "index/faiss_cpu_index.h"
+#include "index/index_contract.h"
 #include "index/landmark_persistence.h"
 #include "kvstore/cuda_util.h"
 #include "test_util.h"
@@ -144,17 +145,7 @@ TEST_F(FaissGpuIndexTest, KBeyondTheHeadReturnsEveryBlock) {
 TEST_F(FaissGpuIndexTest, EraseForgetsOneSequence) {
   auto index = make(FaissGpuKind::kFlat, 8);
   ASSERT_TRUE(index);
-  std::vector<float> key(8, 1.0f);
-  for (uint64_t seq : {1, 2}) {
-    const uint64_t block = 0;
-    ASSERT_TRUE(index->add({seq, 0, 0}, &block, key.data(), 1).ok());
-  }
-  ASSERT_TRUE(index->erase(1).ok());
-  EXPECT_EQ(index->size({1, 0, 0}), 0u);
-  EXPECT_EQ(index->size({2, 0, 0}), 1u);
-  SearchResult result;
-  EXPECT_EQ(index->search({1, 0, 1, 1, 1, key.data()}, &result).code(), StatusCode::kNotFound);
-  EXPECT_TRUE(index->search({2, 0, 1, 1, 1, key.data()}, &result).ok());
+  test::expect_erase_forgets_one_sequence(*index);
 }
 
 TEST_F(FaissGpuIndexTest, AReopenedStoreRebuildsTheIndex) {
@@ -207,25 +198,12 @@ TEST_F(FaissGpuIndexTest, BadInputGetsAClearError) {
 
   auto index = make(FaissGpuKind::kFlat, 4);
   ASSERT_TRUE(index);
-  const std::vector<float> keys = {1, 2, 3, 4, 5, 6, 7, 8};
-  const uint64_t blocks[] = {3, 4};
-  ASSERT_TRUE(index->add({0, 0, 0}, blocks, keys.data(), 2).ok());
-  const Status twice = index->add({0, 0, 0}, blocks + 1, keys.data(), 1);
-  EXPECT_EQ(twice.code(), StatusCode::kAlreadyExists);
-  EXPECT_NE(twice.message().find("block 4"), std::string::npos) << twice.message();
-  EXPECT_EQ(index->size({0, 0, 0}), 2u);
+  test::expect_clear_errors(*index);
+  const std::vector<float> query = {1, 0, 0, 0};
   SearchResult result;
-  std::vector<float> query = {1, 0, NAN, 0};
-  const Status nan = index->search({0, 0, 1, 1, 2, query.data()}, &result);
-  EXPECT_EQ(nan.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(nan.message().find("dimension 2"), std::string::npos) << nan.message();
-  query[2] = 0;
   const Status big_k = index->search({0, 0, 1, 1, 5000, query.data()}, &result);
   EXPECT_EQ(big_k.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(big_k.message().find("k=5000"), std::string::npos) << big_k.message();
-  EXPECT_EQ(index->search({7, 0, 1, 1, 2, query.data()}, &result).code(), StatusCode::kNotFound);
-  ASSERT_TRUE(index->search({0, 0, 1, 1, 2, query.data()}, &result).ok());
-  EXPECT_EQ(result.block_nos[0], 4);  // <(1,0,0,0), (5,6,7,8)> = 5 beats 1
 }
 
 TEST(FaissGpuAvailability, ClearErrorWithoutFaissGpuOrADevice) {
