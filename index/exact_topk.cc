@@ -67,12 +67,38 @@ void select_topk_of_rows(const float* scores, const int64_t* rows, size_t nq, si
   }
 }
 
+namespace {
+
+// scores[q * n + i] = <query q, key i> for a few queries: each key is read once for all of them.
+void loop_scores(const float* queries, size_t nq, const float* keys, size_t n, uint32_t dim,
+                 float* scores) {
+  for (size_t i = 0; i < n; ++i) {
+    const float* key = keys + i * dim;
+    for (size_t q = 0; q < nq; ++q) {
+      const float* query = queries + q * dim;
+      float s = 0;
+#pragma omp simd reduction(+ : s)
+      for (uint32_t d = 0; d < dim; ++d) s += key[d] * query[d];
+      scores[q * n + i] = s;
+    }
+  }
+}
+
+}  // namespace
+
 void exact_topk(const float* queries, size_t nq, const float* keys, const int64_t* block_nos,
                 size_t n, uint32_t dim, uint32_t k, int64_t* out_blocks, float* out_scores) {
   if (n == 0) {
-    select_topk(nullptr, nullptr, 0, k, out_blocks, out_scores);
-    for (size_t q = 1; q < nq; ++q)
+    for (size_t q = 0; q < nq; ++q)
       select_topk(nullptr, nullptr, 0, k, out_blocks + q * k, out_scores + q * k);
+    return;
+  }
+  if (nq <= kExactLoopMaxQueries) {
+    std::vector<float> scores(nq * n);
+    loop_scores(queries, nq, keys, n, dim, scores.data());
+    for (size_t q = 0; q < nq; ++q) {
+      select_topk(scores.data() + q * n, block_nos, n, k, out_blocks + q * k, out_scores + q * k);
+    }
     return;
   }
   // Chunks of queries keep the score matrix small (at most 64 x n floats).
