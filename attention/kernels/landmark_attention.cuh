@@ -18,7 +18,7 @@
 
 #include <cstdint>
 
-#include "kvstore/kernels/warp_dot.cuh"
+#include "index/kernels/warp_dot.cuh"
 
 namespace lmkv {
 namespace kernels {

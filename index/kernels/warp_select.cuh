@@ -8,7 +8,7 @@
 #include <cuda_pipeline.h>
 
 #include "index/kernels/landmark_topk.cuh"
-#include "kvstore/kernels/warp_dot.cuh"
+#include "index/kernels/warp_dot.cuh"
 
 namespace lmkv::kernels {
 
