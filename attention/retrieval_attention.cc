@@ -11,6 +11,7 @@
 
 #include "attention/grouped_softmax.h"
 #include "attention/rope.h"
+#include "kvstore/block_key_set.h"
 #include "kvstore/cuda_util.h"
 #include "kvstore/dtype_convert.h"
 
@@ -122,10 +123,11 @@ Status search_blocks(LandmarkIndex& index, const RetrievalInputs& in,
     for (uint32_t t = 0; t < in.tokens; ++t) {
       for (uint32_t h = 0; h < in.heads; ++h) {
         const size_t r = result_row(t, h);
+        auto& row = plan->rows[size_t{t} * in.heads + h];
+        row.reserve(k);
         for (uint32_t i = 0; i < k; ++i) {
           if (result.block_nos[r + i] < 0) break;
-          plan->rows[size_t{t} * in.heads + h].push_back(
-              {result.block_nos[r + i], result.scores[r + i], 0});
+          row.push_back({result.block_nos[r + i], result.scores[r + i], 0});
         }
       }
     }
@@ -179,18 +181,23 @@ Status search_blocks(LandmarkIndex& index, const RetrievalInputs& in,
 // (KV head, block) pairs fit `capacity` slots, so a chunk larger than a tier still runs.
 Result<std::vector<Wave>> make_waves(const RetrievalInputs& in, int32_t capacity, Plan* plan) {
   const uint32_t group = in.heads / in.kv_heads;
+  auto key_of = [&](uint32_t h, const Entry& e) {
+    return BlockKey{in.sequence, in.layer, h / group, uint64_t(e.block_no)};
+  };
   std::vector<Wave> waves;
-  std::unordered_map<BlockKey, uint32_t, BlockKeyHash> unique;
+  size_t first_token_entries = 0;
+  for (uint32_t h = 0; h < in.heads && h < plan->rows.size(); ++h) {
+    first_token_entries += plan->rows[h].size();
+  }
+  BlockKeySet wave_blocks(first_token_entries), token_blocks(first_token_entries);
   for (uint32_t t = 0; t < in.tokens; ++t) {
     // This token's distinct blocks, to see whether they fit beside the wave's.
-    std::unordered_map<BlockKey, uint32_t, BlockKeyHash> token_blocks;
+    token_blocks.clear();
     for (uint32_t h = 0; h < in.heads; ++h) {
       auto& row = plan->rows[size_t{t} * in.heads + h];
       std::sort(row.begin(), row.end(),
                 [](const Entry& a, const Entry& b) { return a.block_no < b.block_no; });
-      for (const Entry& e : row) {
-        token_blocks.emplace(BlockKey{in.sequence, in.layer, h / group, uint64_t(e.block_no)}, 0);
-      }
+      for (const Entry& e : row) token_blocks.insert(key_of(h, e));
     }
     if (token_blocks.size() > size_t(capacity)) {
       return Status::ResourceExhausted(fmt::format(
@@ -199,24 +206,21 @@ Result<std::vector<Wave>> make_waves(const RetrievalInputs& in, int32_t capacity
           t, token_blocks.size(), capacity));
     }
     size_t added = 0;
-    for (const auto& [key, unused] : token_blocks) added += unique.count(key) == 0;
-    if (waves.empty() || unique.size() + added > size_t(capacity)) {
+    for (const BlockKey& key : token_blocks.keys()) added += !wave_blocks.contains(key);
+    if (waves.empty() || wave_blocks.size() + added > size_t(capacity)) {
+      if (!waves.empty()) waves.back().unique = wave_blocks.keys();
       waves.push_back({t, t, {}, 0});
-      unique.clear();
+      wave_blocks.clear();
     }
     Wave& wave = waves.back();
     wave.t1 = t + 1;
     for (uint32_t h = 0; h < in.heads; ++h) {
       auto& row = plan->rows[size_t{t} * in.heads + h];
-      for (Entry& e : row) {
-        const BlockKey key{in.sequence, in.layer, h / group, uint64_t(e.block_no)};
-        auto [it, fresh] = unique.emplace(key, uint32_t(wave.unique.size()));
-        if (fresh) wave.unique.push_back(key);
-        e.unique = it->second;
-      }
+      for (Entry& e : row) e.unique = wave_blocks.insert(key_of(h, e));
       wave.max_row = std::max(wave.max_row, uint32_t(row.size()));
     }
   }
+  if (!waves.empty()) waves.back().unique = wave_blocks.keys();
   return waves;
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "kvstore/block_key_set.h"
 #include "kvstore/store_core.h"
 #include "kvstore/tiered_store.h"
 #include "kvstore/value_codec.h"
@@ -41,25 +42,13 @@ struct PlannedBlock {
 };
 
 // The distinct blocks of `keys` in first-seen order, and for each key the index of its block.
-// Open addressing over a flat table: no allocation per key.
 void dedupe(const std::vector<BlockKey>& keys, std::vector<PlannedBlock>* plan,
             std::vector<int32_t>* which) {
-  size_t capacity = 16;
-  while (capacity < 2 * keys.size()) capacity *= 2;
-  std::vector<int32_t> table(capacity, -1);
-  plan->reserve(keys.size());
+  BlockKeySet distinct(keys.size());
   which->resize(keys.size());
-  const BlockKeyHash hash;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    size_t h = hash(keys[i]) & (capacity - 1);
-    while (table[h] >= 0 && (*plan)[table[h]].key != keys[i]) h = (h + 1) & (capacity - 1);
-    if (table[h] < 0) {
-      table[h] = static_cast<int32_t>(plan->size());
-      plan->emplace_back();
-      plan->back().key = keys[i];
-    }
-    (*which)[i] = table[h];
-  }
+  for (size_t i = 0; i < keys.size(); ++i) (*which)[i] = int32_t(distinct.insert(keys[i]));
+  plan->resize(distinct.size());
+  for (size_t i = 0; i < distinct.size(); ++i) (*plan)[i].key = distinct.keys()[i];
 }
 
 // Releases everything a failed page-in holds: its pins, and the slots it was to fill.
