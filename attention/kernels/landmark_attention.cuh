@@ -108,23 +108,16 @@ struct Softmax {
 
 constexpr int kTile = 32;  // tokens a warp scores at once, one per lane
 
-// Scores of up to 32 consecutive key rows against q: lane j ends with row j's dot product (-inf
-// past `count`). Each lane first sums its own dims of every row, then a reduce-scatter leaves row
-// j's total on lane j: 31 shuffles for 32 dot products instead of 5 per row. With kRotate, row j
-// is first rotated to position position0 + j (a template flag: the rotation's body would keep the
-// plain loop from unrolling, and the partial sums from staying in registers).
+// Scores of up to 32 consecutive key rows against q (warp_dot32): lane j ends with row j's dot
+// product (-inf past `count`). With kRotate, row j is first rotated to position position0 + j (a
+// template flag: the rotation's body would keep the plain loop from unrolling, and the partial
+// sums from staying in registers).
 template <typename T, int L, bool kRotate>
 __device__ __forceinline__ float tile_scores(const float (&q)[L], const T* keys, int count,
                                              int lane, const Rope<L>& rope, int64_t position0) {
-  float part[kTile];
-  lane_dots<T, L>(
-      q, keys, count, lane,
-      [&](float(&k)[L], int j) {
-        if (kRotate) rope.rotate(k, position0 + j);
-      },
-      part);
-  reduce_scatter<kTile / 2>(part, lane);
-  return lane < count ? part[0] : -INFINITY;
+  return warp_dot32<T, L>(q, keys, count, lane, [&](float(&k)[L], int j) {
+    if (kRotate) rope.rotate(k, position0 + j);
+  });
 }
 
 // Adds a tile's rows (lane j holding row j's score, `values` its value rows) to `state`.
