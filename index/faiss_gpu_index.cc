@@ -49,8 +49,7 @@ class FaissGpuIndex final : public LandmarkIndex {
     LMKV_RETURN_IF_ERROR(validate_add(key, block_nos, keys, n, options_.dim));
     std::lock_guard<std::mutex> lock(mu_);
     GpuHead& head = heads_[key];
-    std::unordered_set<uint64_t> present = head.present;
-    LMKV_RETURN_IF_ERROR(claim_new_blocks(key, block_nos, n, &present));
+    LMKV_RETURN_IF_ERROR(claim_new_blocks(key, block_nos, n, &head.present));
     const size_t host_keys = head.keys.size();
     try {
       if (options_.kind == FaissGpuKind::kFlat) {
@@ -59,11 +58,12 @@ class FaissGpuIndex final : public LandmarkIndex {
         add_ivf(head, keys, n);
       }
     } catch (const std::exception& e) {
-      head.keys.resize(host_keys);  // an IVF head not trained yet keeps exactly its blocks' keys
+      // The head keeps exactly the blocks it had: their numbers, and (IVF not trained yet) keys.
+      for (size_t i = 0; i < n; ++i) head.present.erase(block_nos[i]);
+      head.keys.resize(host_keys);
       return Status::Internal(fmt::format("FAISS GPU failed to add {} landmarks to {}: {}", n,
                                           key.to_string(), e.what()));
     }
-    head.present = std::move(present);
     head.block_nos.insert(head.block_nos.end(), block_nos, block_nos + n);
     return Status::Ok();
   }
