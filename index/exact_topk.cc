@@ -88,12 +88,8 @@ void loop_scores(const float* queries, size_t nq, const float* keys, size_t n, u
 
 void exact_topk(const float* queries, size_t nq, const float* keys, const int64_t* block_nos,
                 size_t n, uint32_t dim, uint32_t k, int64_t* out_blocks, float* out_scores) {
-  if (n == 0) {
-    for (size_t q = 0; q < nq; ++q)
-      select_topk(nullptr, nullptr, 0, k, out_blocks + q * k, out_scores + q * k);
-    return;
-  }
-  if (nq <= kExactLoopMaxQueries) {
+  // The loop also serves a head with no keys, which BLAS would be handed as an empty matrix.
+  if (n == 0 || nq <= kExactLoopMaxQueries) {
     std::vector<float> scores(nq * n);
     loop_scores(queries, nq, keys, n, dim, scores.data());
     for (size_t q = 0; q < nq; ++q) {
