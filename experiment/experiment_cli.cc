@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <regex>
 
 namespace lmkv {
@@ -15,10 +16,15 @@ Result<size_t> parse_bytes(const std::string& flag, const std::string& text) {
     return Status::InvalidArgument(
         fmt::format("{} {}: not a byte count (examples: 4096, 64M, 2GiB)", flag, text));
   }
-  double value = std::stod(m[1].str());
+  // strtod gives infinity where a number overflows a double (stod would throw).
+  double value = std::strtod(m[1].str().c_str(), nullptr);
   const std::string unit = m[3].str();
   const std::string units = "kmgt";
   if (!unit.empty()) value *= std::pow(1024.0, double(units.find(char(std::tolower(unit[0]))) + 1));
+  // Converting a double at or above 2^64 to size_t is undefined: refuse it first.
+  if (!(value < 18446744073709551616.0)) {
+    return Status::InvalidArgument(fmt::format("{} {}: more bytes than 2^64", flag, text));
+  }
   return size_t(value);
 }
 

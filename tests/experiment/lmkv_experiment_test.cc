@@ -111,6 +111,8 @@ TEST(LmkvExperiment, BadFlagsExitNonZeroWithOneLineNamingTheFlag) {
       {"--block 0" + data, "--block 0"},
       {"--host-capacity 1K" + data, "--host-capacity"},
       {"--host-capacity lots" + data, "--host-capacity"},
+      {"--host-capacity 2222222222222222222222222222M" + data, "--host-capacity"},  // > 2^64
+      {"--gpu-capacity 1" + std::string(400, '0') + data, "--gpu-capacity"},        // > a double
       {"--top-k 0" + data, "--top-k 0"},
       {"--heads 5 --kv-heads 2" + data, "--heads 5"},
       {"--data-dir /proc/lmkv-cannot-write-here", "--data-dir"},
