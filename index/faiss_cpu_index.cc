@@ -25,6 +25,7 @@ struct FaissCpuIndex::Head {
   std::unique_ptr<faiss::IndexFlatIP> quantizer;  // IVF's coarse quantizer (outlives `index`)
   std::unique_ptr<faiss::Index> index;
   size_t indexed = 0;
+  size_t trained_on = 0;  // keys the IVF lists were trained on
 };
 
 Result<std::unique_ptr<LandmarkIndex>> make_faiss_cpu_index(const FaissCpuOptions& options) {
@@ -34,6 +35,9 @@ Result<std::unique_ptr<LandmarkIndex>> make_faiss_cpu_index(const FaissCpuOption
   }
   if (options.kind == FaissCpuKind::kIvf && options.ivf_nprobe == 0) {
     return Status::InvalidArgument("ivf_nprobe=0 visits no list");
+  }
+  if (options.kind == FaissCpuKind::kIvf) {
+    LMKV_RETURN_IF_ERROR(check_retrain_growth(options.ivf_retrain_growth));
   }
   if (options.kind == FaissCpuKind::kHnsw &&
       (options.hnsw_m < 2 || options.hnsw_ef_search < 1 || options.hnsw_ef_construction < 1)) {
@@ -79,6 +83,11 @@ Status FaissCpuIndex::build_approximate(Head& head) {
   const size_t n = head.block_nos.size();
   const int d = static_cast<int>(options_.dim);
   try {
+    if (head.trained_on > 0 && options_.ivf_retrain_growth > 0 &&
+        double(n) >= double(head.trained_on) * options_.ivf_retrain_growth) {
+      head.index.reset();  // before its quantizer
+      head.indexed = 0;
+    }
     if (!head.index) {
       if (options_.kind == FaissCpuKind::kIvf && n >= options_.ivf_min_train) {
         uint32_t nlist = options_.ivf_nlist;
@@ -91,6 +100,7 @@ Status FaissCpuIndex::build_approximate(Head& head) {
         ivf->nprobe = std::min(options_.ivf_nprobe, nlist);
         ivf->train(static_cast<faiss::Index::idx_t>(n), head.keys.data());
         head.index = std::move(ivf);
+        head.trained_on = n;
       } else if (options_.kind == FaissCpuKind::kHnsw && n >= options_.hnsw_min_build) {
         auto hnsw =
             std::make_unique<faiss::IndexHNSWFlat>(d, options_.hnsw_m, faiss::METRIC_INNER_PRODUCT);

@@ -22,7 +22,10 @@ struct FaissCpuOptions {
   uint32_t dim = 128;  // landmark key dimension
   // IVF-Flat: trained on a head's keys once it holds ivf_min_train of them, with ivf_nlist lists
   // (0: the square root of the keys at training, within [16, 4096]); ivf_nprobe lists are visited.
+  // The head is trained again on all its keys each time it grows ivf_retrain_growth times past its
+  // last training (0: never), so the lists follow topics that came after it and nlist follows n.
   size_t ivf_min_train = 2048;
+  double ivf_retrain_growth = 2.0;
   uint32_t ivf_nlist = 0;
   uint32_t ivf_nprobe = 16;
   // HNSW-Flat: built once a head holds hnsw_min_build keys; M links per node, efConstruction and

@@ -24,10 +24,10 @@ constexpr uint32_t kMaxFaissK = 2048;
 // all seen and re-ranked by block number (FAISS's own order among ties is unspecified).
 constexpr uint32_t kTieMargin = 32;
 
-// One head's landmarks. `keys` is kept on the host only for IVF: its training set and the exact
-// search of a head too small to train.
+// One head's landmarks. `keys` is kept on the host only for IVF (see add_ivf).
 struct GpuHead {
   std::vector<float> keys;
+  size_t trained_on = 0;           // keys the IVF lists were trained on
   std::vector<int64_t> block_nos;  // by row in the FAISS index
   std::unordered_set<uint64_t> present;
   std::unique_ptr<faiss::gpu::GpuIndex> index;
@@ -58,7 +58,7 @@ class FaissGpuIndex final : public LandmarkIndex {
         add_ivf(head, keys, n);
       }
     } catch (const std::exception& e) {
-      // The head keeps exactly the blocks it had: their numbers, and (IVF not trained yet) keys.
+      // The head keeps exactly the blocks it had: their numbers, and (IVF) keys.
       for (size_t i = 0; i < n; ++i) head.present.erase(block_nos[i]);
       head.keys.resize(host_keys);
       return Status::Internal(fmt::format("FAISS GPU failed to add {} landmarks to {}: {}", n,
@@ -123,14 +123,17 @@ class FaissGpuIndex final : public LandmarkIndex {
     head.index->add(static_cast<faiss::Index::idx_t>(n), keys);
   }
 
-  // Keys stay on the host until the head can be trained; from then on they go to the IVF index.
+  // Every key also stays on the host: the training set, the exact search of a head too small to
+  // train, and the next training once the head has grown ivf_retrain_growth times.
   void add_ivf(GpuHead& head, const float* keys, size_t n) {
-    if (head.index) {
+    head.keys.insert(head.keys.end(), keys, keys + n * options_.dim);
+    const size_t total = head.keys.size() / options_.dim;
+    const bool retrain = head.trained_on > 0 && options_.ivf_retrain_growth > 0 &&
+                         double(total) >= double(head.trained_on) * options_.ivf_retrain_growth;
+    if (head.index && !retrain) {
       head.index->add(static_cast<faiss::Index::idx_t>(n), keys);
       return;
     }
-    head.keys.insert(head.keys.end(), keys, keys + n * options_.dim);
-    const size_t total = head.keys.size() / options_.dim;
     if (total < options_.ivf_min_train) return;
     uint32_t nlist = options_.ivf_nlist;
     if (nlist == 0) {
@@ -144,8 +147,8 @@ class FaissGpuIndex final : public LandmarkIndex {
     ivf->setNumProbes(static_cast<int>(std::min(options_.ivf_nprobe, nlist)));
     ivf->train(static_cast<faiss::Index::idx_t>(total), head.keys.data());
     ivf->add(static_cast<faiss::Index::idx_t>(total), head.keys.data());
-    head.index = std::move(ivf);
-    head.keys = {};  // the index holds them now
+    head.index = std::move(ivf);  // the old lists serve until the new ones are complete
+    head.trained_on = total;
   }
 
   void search_head(const GpuHead& head, const float* queries, uint32_t nq, uint32_t k,
@@ -185,6 +188,9 @@ Result<std::unique_ptr<LandmarkIndex>> make_faiss_gpu_index(const FaissGpuOption
       (options.ivf_nprobe == 0 || options.ivf_nprobe > kMaxFaissK)) {
     return Status::InvalidArgument(fmt::format("ivf_nprobe={} is out of FAISS GPU's range [1, {}]",
                                                options.ivf_nprobe, kMaxFaissK));
+  }
+  if (options.kind == FaissGpuKind::kIvf) {
+    LMKV_RETURN_IF_ERROR(check_retrain_growth(options.ivf_retrain_growth));
   }
   const int devices = cuda_device_count();
   if (options.cuda_device < 0 || options.cuda_device >= devices) {

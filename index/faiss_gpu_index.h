@@ -22,8 +22,9 @@ struct FaissGpuOptions {
   int cuda_device = 0;  // device holding the indexes
   // IVF-Flat, as for the CPU backend: trained on a head's keys once it holds ivf_min_train of them,
   // ivf_nlist lists (0: the square root of the keys at training, within [16, 4096]), ivf_nprobe
-  // of them visited.
+  // of them visited, trained again each time the head grows ivf_retrain_growth times (0: never).
   size_t ivf_min_train = 2048;
+  double ivf_retrain_growth = 2.0;
   uint32_t ivf_nlist = 0;
   uint32_t ivf_nprobe = 16;
   // FAISS's scratch memory on the device, shared by every head's index.

@@ -58,6 +58,7 @@ Result<std::unique_ptr<LandmarkIndex>> make_landmark_index(const IndexOptions& o
     gpu.ivf_min_train = options.faiss.ivf_min_train;
     gpu.ivf_nlist = options.faiss.ivf_nlist;
     gpu.ivf_nprobe = options.faiss.ivf_nprobe;
+    gpu.ivf_retrain_growth = options.faiss.ivf_retrain_growth;
     return make_faiss_gpu_index(gpu);
   }
   FaissCpuOptions faiss = options.faiss;

@@ -63,4 +63,10 @@ Status claim_new_blocks(const HeadKey& head, const uint64_t* block_nos, size_t n
   return Status::Ok();
 }
 
+Status check_retrain_growth(double growth) {
+  if (growth == 0 || (std::isfinite(growth) && growth > 1)) return Status::Ok();
+  return Status::InvalidArgument(fmt::format(
+      "ivf_retrain_growth={} must be 0 (never retrain) or a finite factor above 1", growth));
+}
+
 }  // namespace lmkv

@@ -83,6 +83,9 @@ Status validate_add(const HeadKey& head, const uint64_t* block_nos, const float*
 Status claim_new_blocks(const HeadKey& head, const uint64_t* block_nos, size_t n,
                         std::unordered_set<uint64_t>* present);
 
+// Checks an IVF backend's ivf_retrain_growth: 0 (never train again) or a finite factor above 1.
+Status check_retrain_growth(double growth);
+
 // Removes every head of `sequence` from a backend's map keyed by HeadKey.
 template <typename HeadMap>
 void erase_heads_of(HeadMap& heads, uint64_t sequence) {

@@ -101,6 +101,19 @@ TEST(FaissCpuIndex, EraseForgetsOneSequence) {
 TEST(FaissCpuIndex, BadInputGetsAClearError) {
   EXPECT_EQ(make_faiss_cpu_index({FaissCpuKind::kFlat, 0}).status().code(),
             StatusCode::kInvalidArgument);
+  FaissCpuOptions ivf;
+  ivf.kind = FaissCpuKind::kIvf;
+  ivf.ivf_nprobe = 0;
+  EXPECT_EQ(make_faiss_cpu_index(ivf).status().code(), StatusCode::kInvalidArgument);
+  ivf.ivf_nprobe = 16;
+  for (double growth : {1.0, 0.5, -2.0, std::nan("")}) {
+    ivf.ivf_retrain_growth = growth;
+    const Status s = make_faiss_cpu_index(ivf).status();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << growth;
+    EXPECT_NE(s.message().find("ivf_retrain_growth"), std::string::npos) << s.message();
+  }
+  ivf.ivf_retrain_growth = 0;  // never retrain
+  EXPECT_TRUE(make_faiss_cpu_index(ivf).ok());
   auto index = make_index({FaissCpuKind::kFlat, 4});
   ASSERT_TRUE(index);
   test::expect_clear_errors(*index);

@@ -193,6 +193,9 @@ TEST_F(FaissGpuIndexTest, BadInputGetsAClearError) {
   bad.ivf_nprobe = 0;
   EXPECT_EQ(make_faiss_gpu_index(bad).status().code(), StatusCode::kInvalidArgument);
   bad.ivf_nprobe = 16;
+  bad.ivf_retrain_growth = 1.0;  // would train again on every add
+  EXPECT_EQ(make_faiss_gpu_index(bad).status().code(), StatusCode::kInvalidArgument);
+  bad.ivf_retrain_growth = 2.0;
   bad.cuda_device = cuda_device_count();
   EXPECT_EQ(make_faiss_gpu_index(bad).status().code(), StatusCode::kFailedPrecondition);
 
