@@ -8,6 +8,7 @@
 #include "attention/gpu_attention.h"
 #include "attention/gpu_attention_args.h"
 #include "attention/kernels/landmark_attention.cuh"
+#include "attention/kernels/staged_attention.cuh"
 #include "kvstore/cuda_util.h"
 
 namespace lmkv {
@@ -16,6 +17,7 @@ struct GpuAttention::Scratch {
   DeviceBuffer partial;
   int device = -1;
   int sm_count = 0;
+  int max_shared_bytes = 0;  // a block's dynamic shared memory limit (opt-in)
 };
 
 GpuAttention::GpuAttention() : scratch_(std::make_unique<Scratch>()) {}
@@ -38,15 +40,29 @@ Status launch(const kernels::AttentionParams& p, cudaStream_t stream) {
   return Status::Ok();
 }
 
+// Rows of a head sharing their blocks: token groups stage each block in shared memory once.
+template <typename T, int D>
+Status launch_staged(const kernels::AttentionParams& p, cudaStream_t stream) {
+  const auto shared = int(kernels::staged_shared_bytes(p.payload_bytes));
+  LMKV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernels::landmark_attention_staged<T, D>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 shared));
+  const dim3 grid((p.tokens + kernels::kStagedWarps - 1) / kernels::kStagedWarps, p.heads);
+  kernels::landmark_attention_staged<T, D><<<grid, kernels::kStagedWarps * 32, shared, stream>>>(p);
+  LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return Status::Ok();
+}
+
 template <typename T>
-Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, cudaStream_t stream) {
+Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, bool staged,
+                  cudaStream_t stream) {
   switch (dim) {
     case 64:
-      return launch<T, 64>(p, stream);
+      return staged ? launch_staged<T, 64>(p, stream) : launch<T, 64>(p, stream);
     case 128:
-      return launch<T, 128>(p, stream);
+      return staged ? launch_staged<T, 128>(p, stream) : launch<T, 128>(p, stream);
     default:
-      return launch<T, 256>(p, stream);
+      return staged ? launch_staged<T, 256>(p, stream) : launch<T, 256>(p, stream);
   }
 }
 
@@ -60,6 +76,8 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
   if (device != s.device) {
     LMKV_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetAttribute(&s.sm_count, cudaDevAttrMultiProcessorCount, device));
+    LMKV_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+        &s.max_shared_bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     s.device = device;
   }
 
@@ -90,6 +108,15 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
   p.window_start = a.window_start;
   p.out = a.out;
 
+  // Staging pays when several tokens share blocks and two payloads fit in shared memory.
+  const bool staged = a.rows_share_blocks && a.tokens > 1 && a.max_blocks_per_row > 0 &&
+                      kernels::staged_shared_bytes(p.payload_bytes) <= s.max_shared_bytes;
+  if (staged) {
+    p.parts = 1;
+    if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, true, stream);
+    return launch_dim<__nv_bfloat16>(p, a.dim, true, stream);
+  }
+
   // Enough warps to fill the GPU a few times over: a row's items are split over `parts` warps
   // when rows alone are too few (decode), never more parts than a row has items.
   const int64_t max_items =
@@ -100,8 +127,8 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
     LMKV_RETURN_IF_ERROR(s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
     p.partial = static_cast<float*>(s.partial.get());
   }
-  if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, stream);
-  return launch_dim<__nv_bfloat16>(p, a.dim, stream);
+  if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, false, stream);
+  return launch_dim<__nv_bfloat16>(p, a.dim, false, stream);
 }
 
 }  // namespace lmkv

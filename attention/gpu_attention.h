@@ -54,6 +54,10 @@ struct GpuAttentionArgs {
   const float* landmark_scores = nullptr;  // [indptr[rows]]: q . landmark, unscaled
   const int64_t* block_nos = nullptr;      // [indptr[rows]]: needed for RopeMode::kStored only
   uint32_t max_blocks_per_row = 0;         // an upper bound on any row's entries
+  // A speed hint for prefill in the paper's offload mode (Retrieval::kPerChunk): rows of one head
+  // list the same blocks in the same order, so each block is read once per group of tokens. Rows
+  // that differ are still computed exactly, only slower.
+  bool rows_share_blocks = false;
 
   float scale = 0;  // 0: 1/sqrt(dim)
   RopeOptions rope;

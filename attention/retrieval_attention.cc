@@ -399,6 +399,7 @@ Status attend_on_gpu(RetrievalAttention::Gpu& gpu, TieredStore& store, const Ret
   a.landmark_scores = reinterpret_cast<const float*>(device + at_scores);
   a.block_nos = reinterpret_cast<const int64_t*>(device + at_blocks);
   a.max_blocks_per_row = wave.max_row;
+  a.rows_share_blocks = options.retrieval == Retrieval::kPerChunk;  // sorted alike by make_waves
   a.scale = float(options.scale);
   a.rope = options.rope;
   a.out = static_cast<float*>(gpu.device_out.get());

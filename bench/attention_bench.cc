@@ -53,24 +53,28 @@ Arena* arena(size_t bytes, std::string* error) {
   return &a;
 }
 
-// A page table of k distinct random blocks per row (of `blocks` per head), on the device.
+// A page table of k distinct random blocks per row (of `blocks` per head), on the device; with
+// `shared`, every row of a head has its head's blocks (offload mode: one retrieval per chunk).
 struct PageTable {
   DeviceBuffer indptr, slots, scores;
 };
 
-PageTable random_page_table(size_t rows, uint32_t heads, size_t blocks, uint32_t k) {
+PageTable random_page_table(size_t rows, uint32_t heads, size_t blocks, uint32_t k, bool shared) {
   std::mt19937_64 rng(rows * 31 + blocks);
   std::vector<int32_t> indptr{0}, slots;
   std::vector<float> scores;
   std::uniform_int_distribution<size_t> pick(0, blocks - 1);
+  std::vector<std::vector<size_t>> head_blocks(heads);
   for (size_t r = 0; r < rows; ++r) {
     const size_t head = r % heads;
     std::vector<size_t> chosen;
+    if (shared) chosen = head_blocks[head];
     while (chosen.size() < std::min<size_t>(k, blocks)) {
       const size_t b = pick(rng);
       if (std::find(chosen.begin(), chosen.end(), b) == chosen.end()) chosen.push_back(b);
     }
     std::sort(chosen.begin(), chosen.end());
+    head_blocks[head] = chosen;
     for (size_t b : chosen) {
       slots.push_back(int32_t(head * blocks + b));
       scores.push_back(float(rng() % 1000) / 100.f);
@@ -88,9 +92,9 @@ PageTable random_page_table(size_t rows, uint32_t heads, size_t blocks, uint32_t
   return t;
 }
 
-// The kernels alone: retrieval over HBM-resident blocks (dense = false) or dense attention over
-// all `context` tokens as the window (dense = true).
-void run_kernels(benchmark::State& state, bool dense) {
+// The kernels alone: retrieval over HBM-resident blocks (dense = false; `shared`: offload mode) or
+// dense attention over all `context` tokens as the window (dense = true).
+void run_kernels(benchmark::State& state, bool dense, bool shared = false) {
   const size_t context = size_t(state.range(0));
   const uint32_t tokens = uint32_t(state.range(1));
   const size_t blocks = context / kB;
@@ -99,7 +103,7 @@ void run_kernels(benchmark::State& state, bool dense) {
   Arena* a = arena(arena_bytes, &error);
   if (a == nullptr) return state.SkipWithError(error.c_str());
   const size_t rows = size_t{tokens} * kHeads;
-  PageTable table = random_page_table(rows, kHeads, blocks, dense ? 0 : kTopK);
+  PageTable table = random_page_table(rows, kHeads, blocks, dense ? 0 : kTopK, shared);
   DeviceBuffer queries, window_k, window_v, out;
   const uint32_t window = dense ? uint32_t(blocks * kB) : kLocal + tokens;
   if (!queries.reserve(rows * kDim * 2).ok() || !out.reserve(rows * kDim * 4).ok()) {
@@ -122,6 +126,7 @@ void run_kernels(benchmark::State& state, bool dense) {
   args.slots = static_cast<const int32_t*>(table.slots.get());
   args.landmark_scores = static_cast<const float*>(table.scores.get());
   args.max_blocks_per_row = dense ? 0 : kTopK;
+  args.rows_share_blocks = shared;
   args.out = static_cast<float*>(out.get());
   GpuAttention attention;
   CudaStream stream;
@@ -139,9 +144,10 @@ void run_kernels(benchmark::State& state, bool dense) {
     cudaEventElapsedTime(&ms, begin.get(), end.get());
     state.SetIterationTime(ms / 1e3);
   }
-  // Bytes the step must read: retrieved blocks (or the whole cache) plus the window.
-  const double read =
-      dense ? double(kHeads) * context * kDim * 2 * 2 : double(rows) * kTopK * kPayloadBytes;
+  // Bytes the step must read: retrieved blocks (or the whole cache); shared blocks count once.
+  const double read = dense    ? double(kHeads) * context * kDim * 2 * 2
+                      : shared ? double(kHeads) * kTopK * kPayloadBytes
+                               : double(rows) * kTopK * kPayloadBytes;
   state.counters["GB/s"] =
       benchmark::Counter(read * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   state.counters["context"] = double(context);
@@ -150,6 +156,10 @@ void run_kernels(benchmark::State& state, bool dense) {
 
 void BM_LandmarkAttentionKernels(benchmark::State& state) { run_kernels(state, false); }
 void BM_DenseAttentionBaseline(benchmark::State& state) { run_kernels(state, true); }
+// Prefill in the paper's offload mode: a chunk's tokens share each head's k blocks.
+void BM_LandmarkAttentionOffloadPrefill(benchmark::State& state) {
+  run_kernels(state, false, true);
+}
 
 void context_args(benchmark::internal::Benchmark* b) {
   for (int64_t context : {32'768, 131'072, 1'048'576}) {
@@ -158,6 +168,12 @@ void context_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_LandmarkAttentionKernels)
     ->Apply(context_args)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_LandmarkAttentionOffloadPrefill)
+    ->Args({32'768, 512})
+    ->Args({131'072, 512})
+    ->Args({1'048'576, 512})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseAttentionBaseline)

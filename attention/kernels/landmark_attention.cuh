@@ -91,6 +91,7 @@ struct Softmax {
   float acc[L] = {};
 
   __device__ __forceinline__ void add(float score, const float (&value)[L]) {
+    if (score == -INFINITY) return;  // weighs nothing (exp(-inf - -inf) would be NaN)
     if (score > m) {
       const float c = __expf(m - score);
       z = z * c + 1.f;
@@ -112,16 +113,17 @@ constexpr int kTile = 32;  // tokens a warp scores at once, one per lane
 // product (-inf past `count`). With kRotate, row j is first rotated to position position0 + j (a
 // template flag: the rotation's body would keep the plain loop from unrolling, and the partial
 // sums from staying in registers).
-template <typename T, int L, bool kRotate>
+template <typename T, int L, bool kRotate, int N = kRowsInFlight<L>>
 __device__ __forceinline__ float tile_scores(const float (&q)[L], const T* keys, int count,
                                              int lane, const Rope<L>& rope, int64_t position0) {
-  return warp_dot32<T, L>(q, keys, count, lane, [&](float(&k)[L], int j) {
+  return warp_dot32<T, L, N>(q, keys, count, lane, [&](float(&k)[L], int j) {
     if (kRotate) rope.rotate(k, position0 + j);
   });
 }
 
-// Adds a tile's rows (lane j holding row j's score, `values` its value rows) to `state`.
-template <typename T, int L>
+// Adds a tile's rows (lane j holding row j's score, `values` its value rows, N loaded at a time)
+// to `state`.
+template <typename T, int L, int N = kRowsInFlight<L>>
 __device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, const T* values,
                                                 int count, int lane) {
   float tile_max = score;
@@ -140,7 +142,6 @@ __device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, 
 #pragma unroll
   for (int i = 0; i < L; ++i) state.acc[i] *= c;
   state.m = m;
-  constexpr int N = kRowsInFlight<L>;
 #pragma unroll
   for (int first = 0; first < kTile; first += N) {
     Lanes<T, L> raw[N];
@@ -158,10 +159,80 @@ __device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, 
   }
 }
 
+// Row `row`'s query, rotated to its own position when RoPE is on and scaled, in this lane's slice.
+template <typename T, int L>
+__device__ __forceinline__ void load_query(const AttentionParams& p, int row, int64_t own,
+                                           const Rope<L>& rotary, int lane, float (&q)[L]) {
+  load_lanes<T, L>(static_cast<const T*>(p.queries) + int64_t(row) * 32 * L + lane * L, q);
+  if (p.rope != kRopeNone) rotary.rotate(q, p.window_start + own);
+#pragma unroll
+  for (int i = 0; i < L; ++i) q[i] *= p.scale;
+}
+
+// Position of the first token of a row's retrieved block `item` (of `blocks`), entry e: its stored
+// position, or remapped, in entry order, right before the window.
+__device__ __forceinline__ int64_t block_position(const AttentionParams& p, int e, int item,
+                                                  int blocks) {
+  return p.rope == kRopeStored ? p.block_nos[e] * p.block_tokens
+                               : p.window_start - int64_t(blocks - item) * p.block_tokens;
+}
+
+// Adds one retrieved block to the main group: the block's own softmax over its B tokens (keys `k`,
+// values `v`, in global or shared memory, N rows loaded at a time) gives o_b, which enters with the
+// landmark's score.
+template <typename T, int L, int N = kRowsInFlight<L>>
+__device__ __forceinline__ void add_block(Softmax<L>& main, const AttentionParams& p,
+                                          const float (&q)[L], const T* k, const T* v,
+                                          float landmark_score, const Rope<L>& rotary,
+                                          int64_t position0, int lane) {
+  constexpr int D = 32 * L;
+  const bool rope = p.rope != kRopeNone;
+  Softmax<L> inner;
+  for (int j = 0; j < p.block_tokens; j += kTile) {
+    const int count = min(kTile, p.block_tokens - j);
+    const T* keys = k + int64_t(j) * D;
+    const float score =
+        rope ? tile_scores<T, L, true, N>(q, keys, count, lane, rotary, position0 + j)
+             : tile_scores<T, L, false, N>(q, keys, count, lane, rotary, position0 + j);
+    tile_accumulate<T, L, N>(inner, score, v + int64_t(j) * D, count, lane);
+  }
+  float block_value[L];
+#pragma unroll
+  for (int i = 0; i < L; ++i) block_value[i] = inner.acc[i] / inner.z;
+  main.add(landmark_score * p.scale, block_value);
+}
+
+// Adds window tokens [j0, j1) of KV head g to the main group directly (N rows loaded at a time).
+template <typename T, int L, int N = kRowsInFlight<L>>
+__device__ __forceinline__ void add_window(Softmax<L>& main, const AttentionParams& p,
+                                           const float (&q)[L], int g, int j0, int j1,
+                                           const Rope<L>& rotary, int lane) {
+  constexpr int D = 32 * L;
+  const T* keys =
+      static_cast<const T*>(p.window_keys) + int64_t(g) * p.window_stride * D + int64_t(j0) * D;
+  const T* values =
+      static_cast<const T*>(p.window_values) + int64_t(g) * p.window_stride * D + int64_t(j0) * D;
+  const int64_t position0 = p.window_start + j0;
+  const float score = p.rope != kRopeNone
+                          ? tile_scores<T, L, true, N>(q, keys, j1 - j0, lane, rotary, position0)
+                          : tile_scores<T, L, false, N>(q, keys, j1 - j0, lane, rotary, position0);
+  tile_accumulate<T, L, N>(main, score, values, j1 - j0, lane);
+}
+
+// Writes a finished row's output (this lane's slice).
+template <int L>
+__device__ __forceinline__ void store_row(const AttentionParams& p, int row, const Softmax<L>& s,
+                                          int lane) {
+  float* out = p.out + int64_t(row) * 32 * L + lane * L;
+#pragma unroll
+  for (int i = 0; i < L; ++i) out[i] = s.acc[i] / s.z;
+}
+
 // One warp per (row, part): the part's items of the row, then its partial state (or, with one
 // part, the row's output).
 template <typename T, int D>
-__global__ void __launch_bounds__(128) landmark_attention_parts(AttentionParams p) {
+__global__ void __launch_bounds__(128)
+    landmark_attention_parts(const __grid_constant__ AttentionParams p) {
   constexpr int L = D / 32;
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
@@ -171,64 +242,29 @@ __global__ void __launch_bounds__(128) landmark_attention_parts(AttentionParams 
 
   // Query t is window token (window_tokens - tokens + t) and sees the window up to itself.
   const int own = p.window_tokens - p.tokens + t;
-  const bool rope = p.rope != kRopeNone;
   const Rope<L> rotary(p.rope_theta, lane);
   float q[L];
-  load_lanes<T, L>(static_cast<const T*>(p.queries) + int64_t(row) * D + lane * L, q);
-  if (rope) rotary.rotate(q, p.window_start + own);
-#pragma unroll
-  for (int i = 0; i < L; ++i) q[i] *= p.scale;
+  load_query<T, L>(p, row, own, rotary, lane, q);
 
   const int first = p.indptr[row];
   const int blocks = p.indptr[row + 1] - first;
   const int visible = own + 1;
   const int items = blocks + (visible + p.local_chunk - 1) / p.local_chunk;
-  const T* window_k = static_cast<const T*>(p.window_keys) + int64_t(g) * p.window_stride * D;
-  const T* window_v = static_cast<const T*>(p.window_values) + int64_t(g) * p.window_stride * D;
 
   Softmax<L> main;
   for (int item = part; item < items; item += p.parts) {
     if (item < blocks) {
-      // A retrieved block: its own softmax, entering the main group as one value, o_b.
       const int e = first + item;
       const T* k = reinterpret_cast<const T*>(p.slot_base + int64_t(p.slots[e]) * p.payload_bytes);
-      const T* v = k + int64_t(p.block_tokens) * D;
-      // Remapped blocks sit, in entry order, right before the window.
-      const int64_t position0 = p.rope == kRopeStored
-                                    ? p.block_nos[e] * p.block_tokens
-                                    : p.window_start - int64_t(blocks - item) * p.block_tokens;
-      Softmax<L> inner;
-      for (int j = 0; j < p.block_tokens; j += kTile) {
-        const int count = min(kTile, p.block_tokens - j);
-        const T* keys = k + int64_t(j) * D;
-        const float score =
-            rope ? tile_scores<T, L, true>(q, keys, count, lane, rotary, position0 + j)
-                 : tile_scores<T, L, false>(q, keys, count, lane, rotary, position0 + j);
-        tile_accumulate<T, L>(inner, score, v + int64_t(j) * D, count, lane);
-      }
-      float block_value[L];
-#pragma unroll
-      for (int i = 0; i < L; ++i) block_value[i] = inner.acc[i] / inner.z;
-      main.add(p.landmark_scores[e] * p.scale, block_value);
+      add_block<T, L>(main, p, q, k, k + int64_t(p.block_tokens) * D, p.landmark_scores[e], rotary,
+                      block_position(p, e, item, blocks), lane);
     } else {
-      // Window tokens enter the main group directly.
       const int j0 = (item - blocks) * p.local_chunk;
-      const int j1 = min(visible, j0 + p.local_chunk);
-      const T* keys = window_k + int64_t(j0) * D;
-      const int64_t position0 = p.window_start + j0;
-      const float score = rope
-                              ? tile_scores<T, L, true>(q, keys, j1 - j0, lane, rotary, position0)
-                              : tile_scores<T, L, false>(q, keys, j1 - j0, lane, rotary, position0);
-      tile_accumulate<T, L>(main, score, window_v + int64_t(j0) * D, j1 - j0, lane);
+      add_window<T, L>(main, p, q, g, j0, min(visible, j0 + p.local_chunk), rotary, lane);
     }
   }
 
-  if (p.parts == 1) {
-    float* out = p.out + int64_t(row) * D + lane * L;
-#pragma unroll
-    for (int i = 0; i < L; ++i) out[i] = main.acc[i] / main.z;
-    return;
-  }
+  if (p.parts == 1) return store_row<L>(p, row, main, lane);
   float* partial = p.partial + warp * (D + 2);
   if (lane == 0) {
     partial[0] = main.m;

@@ -11,8 +11,8 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <type_traits>
 #include <cub/block/block_radix_sort.cuh>
+#include <type_traits>
 
 namespace lmkv::kernels {
 
@@ -39,8 +39,9 @@ inline constexpr int kKeysPerStep = 8;  // landmarks a warp loads before reducin
 template <int N>
 __device__ inline void load_halves(const __half* p, float* out) {
   static_assert(N == 2 || N == 4 || N == 8, "2, 4 or 8 halves per lane");
-  using Vec = typename std::conditional<N == 2, uint32_t,
-                                        typename std::conditional<N == 4, uint2, uint4>::type>::type;
+  using Vec =
+      typename std::conditional<N == 2, uint32_t,
+                                typename std::conditional<N == 4, uint2, uint4>::type>::type;
   const Vec v = *reinterpret_cast<const Vec*>(p);
   const __half2* h = reinterpret_cast<const __half2*>(&v);
 #pragma unroll
@@ -64,8 +65,8 @@ __device__ inline float score_of(uint64_t key) {
 }
 
 // Pass 1. Block (tile, query, head) scores landmarks [tile * kTileKeys, +kTileKeys) of its head
-// against its query (each warp eight landmarks at a time), sorts the tile and writes its best k sort
-// keys to partial[((head * queries + query) * tiles + tile) * k].
+// against its query (each warp eight landmarks at a time), sorts the tile and writes its best k
+// sort keys to partial[((head * queries + query) * tiles + tile) * k].
 template <int D>
 __global__ void __launch_bounds__(kTopkThreads)
     tile_topk_kernel(const __grid_constant__ HeadViews views, const float* __restrict__ queries,

@@ -46,10 +46,12 @@ __device__ __forceinline__ void reduce_scatter(float (&part)[32], int lane) {
   }
 }
 
-// Rows whose loads a lane issues before using any: 32 at d <= 128; 16 at d = 256, whose slices
-// are twice as wide, to stay within registers.
+// Rows whose loads a lane issues before using any, from global memory: 32 at d <= 128; 16 at
+// d = 256, whose slices are twice as wide, to stay within registers. Shared memory's short
+// latency needs far fewer (kSharedRowsInFlight), which leaves registers for more warps.
 template <int L>
 inline constexpr int kRowsInFlight = L <= 4 ? 32 : 16;
+inline constexpr int kSharedRowsInFlight = 8;
 
 // Loads this lane's slice of rows [first, first + N) of `rows` (d = 32*L elements each). Rows at
 // or past `count` read row count - 1 instead: valid memory, so no load sits behind a branch and
@@ -84,12 +86,11 @@ __device__ __forceinline__ void slice_dots(const float (&q)[L], const Lanes<T, L
   }
 }
 
-// part[j] = this lane's share of q . row j for the 32 rows from `rows` (0 past `count` >= 1);
-// transform(k, j) edits row j's slice first (RoPE).
-template <typename T, int L, typename Transform>
+// part[j] = this lane's share of q . row j for the 32 rows from `rows` (0 past `count` >= 1),
+// loading N rows at a time; transform(k, j) edits row j's slice first (RoPE).
+template <typename T, int L, int N, typename Transform>
 __device__ __forceinline__ void lane_dots(const float (&q)[L], const T* rows, int count, int lane,
                                           Transform transform, float (&part)[32]) {
-  constexpr int N = kRowsInFlight<L>;
 #pragma unroll
   for (int first = 0; first < 32; first += N) {
     Lanes<T, L> raw[N];
@@ -101,12 +102,12 @@ __device__ __forceinline__ void lane_dots(const float (&q)[L], const T* rows, in
 // Dot products of q (this lane's slice) with up to 32 consecutive rows of `rows`: lane j ends with
 // row j's, or -inf past `count` (>= 1). transform(k, j) edits row j's slice first (RoPE). Each
 // lane sums its own dims of every row, then a reduce-scatter leaves row j's total on lane j: 31
-// shuffles for 32 dot products instead of 5 per row.
-template <typename T, int L, typename Transform>
+// shuffles for 32 dot products instead of 5 per row. N rows are loaded at a time.
+template <typename T, int L, int N = kRowsInFlight<L>, typename Transform>
 __device__ __forceinline__ float warp_dot32(const float (&q)[L], const T* rows, int count, int lane,
                                             Transform transform) {
   float part[32];
-  lane_dots<T, L>(q, rows, count, lane, transform, part);
+  lane_dots<T, L, N>(q, rows, count, lane, transform, part);
   reduce_scatter<16>(part, lane);
   return lane < count ? part[0] : -INFINITY;
 }

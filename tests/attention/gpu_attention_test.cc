@@ -84,6 +84,11 @@ struct Shape {
   uint32_t k = 4;      // per row; >= blocks means all
   RopeOptions rope;
   int64_t window_start = 0;
+  // kPerChunk: every row of a query head gets the blocks chosen for the whole chunk (offload mode).
+  Retrieval retrieval = Retrieval::kPerToken;
+  bool uneven = false;  // row r keeps only its first r % (k + 1) entries
+  bool first_unseen =
+      false;  // each row's first entry scores -inf (an approximate search missed it)
 };
 
 // A layer's inputs in float: queries [tokens][heads][d], window K/V [kv_heads][window][d], blocks
@@ -168,8 +173,9 @@ class Case {
     return Case(d, std::move(in));
   }
 
-  // Runs the kernels on the rounded inputs, output poisoned first.
-  std::vector<float> run_gpu() {
+  // Runs the kernels on the rounded inputs, output poisoned first; rows_share_blocks is the
+  // attention's staging hint.
+  std::vector<float> run_gpu(bool rows_share_blocks = false) {
     const auto& r = rounded_;
     // Slot g * blocks + b holds KV head g's block b: K[B][d] then V[B][d].
     std::vector<float> arena;
@@ -205,6 +211,7 @@ class Case {
     a.landmark_scores = static_cast<const float*>(scores.get());
     a.block_nos = static_cast<const int64_t*>(block_nos.get());
     a.max_blocks_per_row = max_row_;
+    a.rows_share_blocks = rows_share_blocks;
     a.rope = s_.rope;
     a.out = static_cast<float*>(out.get());
     Status st = attention_.run(a, nullptr);
@@ -241,16 +248,21 @@ class Case {
                               in[1].begin() + (size_t{g} * s_.window + own + 1) * d);
         const LocalWindow seen{size_t(own + 1), wk.data(),
                                in[2].data() + size_t{g} * s_.window * d};
-        // This row's blocks, compacted in entry order so each can carry its own positions.
+        // This row's blocks, compacted in entry order so each can carry its own positions; an
+        // entry scoring -inf weighs nothing and is left out.
         const int n = indptr_[row + 1] - indptr_[row];
+        std::vector<int> kept;
+        for (int i = 0; i < n; ++i) {
+          if (scores_[indptr_[row] + i] != -INFINITY) kept.push_back(i);
+        }
         std::vector<float> bk, bv, bl;
         std::vector<uint32_t> order;
-        for (int i = 0; i < n; ++i) {
+        for (int i : kept) {
           const size_t slot = slots_[indptr_[row] + i];
           bk.insert(bk.end(), in[3].begin() + slot * B * d, in[3].begin() + (slot + 1) * B * d);
           bv.insert(bv.end(), in[4].begin() + slot * B * d, in[4].begin() + (slot + 1) * B * d);
           bl.insert(bl.end(), in[5].begin() + slot * d, in[5].begin() + (slot + 1) * d);
-          order.push_back(uint32_t(i));
+          order.push_back(uint32_t(order.size()));
         }
         if (s_.rope.mode != RopeMode::kNone) {
           const double theta = s_.rope.theta;
@@ -258,19 +270,19 @@ class Case {
           for (int64_t j = 0; j <= own; ++j) {
             EXPECT_TRUE(apply_rope(wk.data() + j * d, d, s_.window_start + j, theta).ok());
           }
-          for (int i = 0; i < n; ++i) {
+          for (size_t c = 0; c < kept.size(); ++c) {
+            const int i = kept[c];  // positions follow the entry's place among all n
             const int64_t first = s_.rope.mode == RopeMode::kStored
                                       ? block_nos_[indptr_[row] + i] * B
                                       : s_.window_start - int64_t(n - i) * B;
             for (uint32_t j = 0; j < B; ++j) {
-              EXPECT_TRUE(
-                  apply_rope(bk.data() + (size_t(i) * B + j) * d, d, first + j, theta).ok());
+              EXPECT_TRUE(apply_rope(bk.data() + (c * B + j) * d, d, first + j, theta).ok());
             }
           }
         }
-        const HeadBlocks blocks{B, d, size_t(n), bk.data(), bv.data(), bl.data()};
+        const HeadBlocks blocks{B, d, kept.size(), bk.data(), bv.data(), bl.data()};
         std::vector<double> o(d);
-        EXPECT_TRUE(reference_row(q.data(), seen, blocks, order, scale, row, o.data()).ok());
+        EXPECT_TRUE(reference_row(q.data(), seen, blocks, order, kept, scale, row, o.data()).ok());
         std::copy(o.begin(), o.end(), out.begin() + size_t{row} * d);
       }
     }
@@ -280,30 +292,53 @@ class Case {
   const Shape& shape() const { return s_; }
 
  private:
-  // Per row: the top-k blocks of its KV head by the (rounded) query's landmark scores.
+  // Per row: the top-k blocks of its KV head by the (rounded) query's landmark scores, or (offload
+  // mode) the blocks chosen for its query head's whole chunk; then the uneven and unseen edits.
   void select() {
     const uint32_t d = s_.dim, group = s_.heads / s_.kv_heads;
+    auto head_blocks = [&](uint32_t g) {
+      return HeadBlocks{s_.B,
+                        d,
+                        s_.blocks,
+                        rounded_[3].data() + size_t{g} * s_.blocks * s_.B * d,
+                        rounded_[4].data() + size_t{g} * s_.blocks * s_.B * d,
+                        rounded_[5].data() + size_t{g} * s_.blocks * d};
+    };
+    std::vector<std::vector<uint32_t>> chunk_blocks(s_.heads);
+    if (s_.retrieval == Retrieval::kPerChunk) {
+      for (uint32_t h = 0; h < s_.heads; ++h) {
+        std::vector<float> queries;  // [tokens][d] of head h
+        for (uint32_t t = 0; t < s_.tokens; ++t) {
+          const float* q = rounded_[0].data() + (size_t{t} * s_.heads + h) * d;
+          queries.insert(queries.end(), q, q + d);
+        }
+        auto chosen = select_blocks_per_chunk(queries.data(), s_.tokens, head_blocks(h / group),
+                                              s_.k, 1.0 / std::sqrt(double(d)));
+        ASSERT_TRUE(chosen.ok());
+        chunk_blocks[h] = std::move(chosen).value();
+      }
+    }
     indptr_.push_back(0);
     for (uint32_t t = 0; t < s_.tokens; ++t) {
       for (uint32_t h = 0; h < s_.heads; ++h) {
         const uint32_t g = h / group, row = t * s_.heads + h;
-        const HeadBlocks head{s_.B,
-                              d,
-                              s_.blocks,
-                              rounded_[3].data() + size_t{g} * s_.blocks * s_.B * d,
-                              rounded_[4].data() + size_t{g} * s_.blocks * s_.B * d,
-                              rounded_[5].data() + size_t{g} * s_.blocks * d};
+        const HeadBlocks head = head_blocks(g);
         const float* q = rounded_[0].data() + size_t{row} * d;
-        auto chosen = select_blocks_per_token(q, head, s_.k);
-        ASSERT_TRUE(chosen.ok());
-        std::vector<uint32_t> blocks = std::move(chosen).value();
+        std::vector<uint32_t> blocks = chunk_blocks[h];
+        if (s_.retrieval == Retrieval::kPerToken) {
+          auto chosen = select_blocks_per_token(q, head, s_.k);
+          ASSERT_TRUE(chosen.ok());
+          blocks = std::move(chosen).value();
+        }
         std::sort(blocks.begin(), blocks.end());  // entry order = block order (RoPE remapping)
+        if (s_.uneven) blocks.resize(std::min<size_t>(blocks.size(), row % (s_.k + 1)));
         for (uint32_t b : blocks) {
           slots_.push_back(int32_t(g * s_.blocks + b));
           block_nos_.push_back(b);
           double score = 0;
           for (uint32_t i = 0; i < d; ++i) score += double(q[i]) * head.landmarks[b * d + i];
-          scores_.push_back(float(score));
+          const bool unseen = s_.first_unseen && b == blocks.front();
+          scores_.push_back(unseen ? -INFINITY : float(score));
         }
         indptr_.push_back(int32_t(slots_.size()));
         max_row_ = std::max<uint32_t>(max_row_, uint32_t(blocks.size()));
@@ -315,14 +350,14 @@ class Case {
   // (the kernels' input, as an index computes it from the unrotated query) rather than from the
   // rotated query: the reference gets stand-in landmarks l = q * score / |q|^2, so q.l = score.
   Status reference_row(const float* q, const LocalWindow& seen, const HeadBlocks& blocks,
-                       const std::vector<uint32_t>& order, double scale, uint32_t row,
-                       double* out) const {
+                       const std::vector<uint32_t>& order, const std::vector<int>& kept,
+                       double scale, uint32_t row, double* out) const {
     // A landmark reproducing the stored score for query q: l = q * score / |q|^2.
     double qq = 0;
     for (uint32_t i = 0; i < s_.dim; ++i) qq += double(q[i]) * q[i];
     std::vector<float> landmarks(blocks.count * s_.dim);
     for (size_t b = 0; b < blocks.count; ++b) {
-      const double score = scores_[indptr_[row] + b];
+      const double score = scores_[indptr_[row] + kept[b]];
       for (uint32_t i = 0; i < s_.dim; ++i) {
         landmarks[b * s_.dim + i] = float(double(q[i]) * score / qq);
       }
@@ -470,6 +505,70 @@ TEST_F(GpuAttentionTest, ChunkedPrefillEqualsTokenByTokenDecode) {
 }
 
 #endif  // LMKV_WITH_CUDA
+
+// Offload mode: a chunk's rows share their blocks, which the kernels stage in shared memory once
+// per group of tokens; outputs equal the reference (and the unstaged kernels, to rounding).
+TEST_F(GpuAttentionTest, OffloadModeStagedBlocksEqualTheReference) {
+  for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+    for (uint32_t dim : {64u, 128u, 256u}) {
+      for (uint32_t tokens : {2u, 8u, 21u}) {
+        Shape s;
+        s.dtype = dtype;
+        s.dim = dim;
+        s.B = 50;
+        s.blocks = 30;
+        s.k = 5;
+        s.tokens = tokens;
+        s.window = tokens + 40;
+        s.retrieval = Retrieval::kPerChunk;
+        Case c(s, test::fresh_seed());
+        const std::vector<float> staged = c.run_gpu(true);
+        EXPECT_LE(relative_error(staged, c.reference(true)), kKernelBound) << describe(s);
+        const std::vector<float> plain = c.run_gpu(false);
+        EXPECT_LE(relative_error(staged, std::vector<double>(plain.begin(), plain.end())), 1e-5)
+            << describe(s);
+      }
+    }
+  }
+  for (RopeMode mode : {RopeMode::kStored, RopeMode::kRemapped}) {
+    Shape s;
+    s.B = 20;
+    s.blocks = 30;
+    s.k = 6;
+    s.tokens = 11;
+    s.window = 30;
+    s.rope = {mode, 10000.f};
+    s.window_start = 999'970;
+    s.retrieval = Retrieval::kPerChunk;
+    Case c(s, test::fresh_seed());
+    EXPECT_LE(relative_error(c.run_gpu(true), c.reference(true)), kKernelBound)
+        << "rope mode " << int(mode);
+  }
+}
+
+// The staging hint is only a hint: rows whose blocks differ from their group's first row (other
+// blocks, fewer or more entries, a first entry scoring -inf) are still computed exactly.
+TEST_F(GpuAttentionTest, StagingHintOverRowsThatDifferStaysExact) {
+  for (Retrieval retrieval : {Retrieval::kPerToken, Retrieval::kPerChunk}) {
+    for (bool first_unseen : {false, true}) {
+      Shape s;
+      s.B = 50;
+      s.blocks = 40;
+      s.k = 7;
+      s.tokens = 19;
+      s.window = 50;
+      s.retrieval = retrieval;
+      s.uneven = true;
+      s.first_unseen = first_unseen;
+      Case c(s, test::fresh_seed());
+      const std::vector<double> want = c.reference(true);
+      EXPECT_LE(relative_error(c.run_gpu(true), want), kKernelBound)
+          << "per chunk " << (retrieval == Retrieval::kPerChunk) << " unseen " << first_unseen;
+      EXPECT_LE(relative_error(c.run_gpu(false), want), kKernelBound)
+          << "per chunk " << (retrieval == Retrieval::kPerChunk) << " unseen " << first_unseen;
+    }
+  }
+}
 
 }  // namespace
 }  // namespace lmkv

@@ -37,5 +37,25 @@ TEST_F(RetrievalAttentionTest, GpuPathEqualsCpuPathFromEveryTier) {
   }
 }
 
+// Offload mode (one retrieval per chunk, staged blocks on the GPU) equals the CPU path.
+TEST_F(RetrievalAttentionTest, GpuOffloadModeEqualsCpuPath) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  build(100, 20, /*with_gpu_tier=*/true);
+  const std::vector<float> q = queries(12);
+  for (RopeMode mode : {RopeMode::kNone, RopeMode::kRemapped}) {
+    RetrievalOptions options;
+    options.top_k = 16;
+    options.retrieval = Retrieval::kPerChunk;
+    options.rope.mode = mode;
+    RetrievalInputs in = inputs(q, 12);
+    in.window_start = 100 * kB;
+    const std::vector<float> cpu = run(in, options);
+    options.device = AttentionDevice::kGpu;
+    const std::vector<float> gpu = run(in, options);
+    EXPECT_LE(relative_error(gpu, std::vector<double>(cpu.begin(), cpu.end())), kGpuBound)
+        << int(mode);
+  }
+}
+
 }  // namespace
 }  // namespace lmkv
