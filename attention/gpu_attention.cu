@@ -42,27 +42,34 @@ Status launch(const kernels::AttentionParams& p, cudaStream_t stream) {
 
 // Rows of a head sharing their blocks: token groups stage each block in shared memory once.
 template <typename T, int D>
-Status launch_staged(const kernels::AttentionParams& p, cudaStream_t stream) {
-  const auto shared = int(kernels::staged_shared_bytes(p.payload_bytes));
-  LMKV_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(kernels::landmark_attention_staged<T, D>,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 shared));
-  const dim3 grid((p.tokens + kernels::kStagedWarps - 1) / kernels::kStagedWarps, p.heads);
-  kernels::landmark_attention_staged<T, D><<<grid, kernels::kStagedWarps * 32, shared, stream>>>(p);
+Status launch_staged(const kernels::AttentionParams& p, bool tensor, cudaStream_t stream) {
+  const kernels::StagedLayout layout(p.payload_bytes, p.block_tokens, D, sizeof(T), tensor);
+  auto kernel = tensor ? kernels::landmark_attention_staged<T, D, true>
+                       : kernels::landmark_attention_staged<T, D, false>;
+  LMKV_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(layout.bytes)));
+  const dim3 grid((p.tokens + kernels::kStagedTokens - 1) / kernels::kStagedTokens, p.heads);
+  kernel<<<grid, kernels::kStagedTokens * 32, size_t(layout.bytes), stream>>>(p);
   LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
 }
 
+// How a launch runs: per-row warps, or staged blocks with or without tensor-core scores.
+enum class Path { kRows, kStaged, kStagedTensor };
+
 template <typename T>
-Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, bool staged,
-                  cudaStream_t stream) {
+Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, Path path, cudaStream_t stream) {
+  const bool tensor = path == Path::kStagedTensor;
   switch (dim) {
     case 64:
-      return staged ? launch_staged<T, 64>(p, stream) : launch<T, 64>(p, stream);
+      return path == Path::kRows ? launch<T, 64>(p, stream)
+                                 : launch_staged<T, 64>(p, tensor, stream);
     case 128:
-      return staged ? launch_staged<T, 128>(p, stream) : launch<T, 128>(p, stream);
+      return path == Path::kRows ? launch<T, 128>(p, stream)
+                                 : launch_staged<T, 128>(p, tensor, stream);
     default:
-      return staged ? launch_staged<T, 256>(p, stream) : launch<T, 256>(p, stream);
+      return path == Path::kRows ? launch<T, 256>(p, stream)
+                                 : launch_staged<T, 256>(p, tensor, stream);
   }
 }
 
@@ -108,13 +115,19 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
   p.window_start = a.window_start;
   p.out = a.out;
 
-  // Staging pays when several tokens share blocks and two payloads fit in shared memory.
-  const bool staged = a.rows_share_blocks && a.tokens > 1 && a.max_blocks_per_row > 0 &&
-                      kernels::staged_shared_bytes(p.payload_bytes) <= s.max_shared_bytes;
-  if (staged) {
-    p.parts = 1;
-    if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, true, stream);
-    return launch_dim<__nv_bfloat16>(p, a.dim, true, stream);
+  // Staging pays when several tokens share blocks and the staged layout fits in shared memory;
+  // tensor cores score the staged keys where no rotation must come first.
+  if (a.rows_share_blocks && a.tokens > 1 && a.max_blocks_per_row > 0) {
+    const bool tensor = p.rope == kernels::kRopeNone && a.block_tokens >= 16 &&
+                        a.block_tokens <= uint32_t(kernels::kMaxTensorBlockTokens);
+    const kernels::StagedLayout layout(p.payload_bytes, p.block_tokens, int(a.dim),
+                                       int(dtype_bytes(a.dtype)), tensor);
+    if (layout.bytes <= s.max_shared_bytes) {
+      p.parts = 1;
+      const Path path = tensor ? Path::kStagedTensor : Path::kStaged;
+      if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, path, stream);
+      return launch_dim<__nv_bfloat16>(p, a.dim, path, stream);
+    }
   }
 
   // Enough warps to fill the GPU a few times over: a row's items are split over `parts` warps
@@ -127,8 +140,8 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
     LMKV_RETURN_IF_ERROR(s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
     p.partial = static_cast<float*>(s.partial.get());
   }
-  if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, false, stream);
-  return launch_dim<__nv_bfloat16>(p, a.dim, false, stream);
+  if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, Path::kRows, stream);
+  return launch_dim<__nv_bfloat16>(p, a.dim, Path::kRows, stream);
 }
 
 }  // namespace lmkv

@@ -177,9 +177,27 @@ __device__ __forceinline__ int64_t block_position(const AttentionParams& p, int 
                                : p.window_start - int64_t(blocks - item) * p.block_tokens;
 }
 
-// Adds one retrieved block to the main group: the block's own softmax over its B tokens (keys `k`,
-// values `v`, in global or shared memory, N rows loaded at a time) gives o_b, which enters with the
-// landmark's score.
+// Adds one retrieved block to the main group: the block's own softmax over its B tokens gives
+// o_b, which enters with the landmark's score. tile_score(j, count) returns this lane's score of
+// key j + lane (-inf at or past count); the values `v` (global or shared memory) are loaded N rows
+// at a time.
+template <typename T, int L, int N, typename TileScore>
+__device__ __forceinline__ void add_scored_block(Softmax<L>& main, const AttentionParams& p,
+                                                 const T* v, float landmark_score, int lane,
+                                                 TileScore tile_score) {
+  constexpr int D = 32 * L;
+  Softmax<L> inner;
+  for (int j = 0; j < p.block_tokens; j += kTile) {
+    const int count = min(kTile, p.block_tokens - j);
+    tile_accumulate<T, L, N>(inner, tile_score(j, count), v + int64_t(j) * D, count, lane);
+  }
+  float block_value[L];
+#pragma unroll
+  for (int i = 0; i < L; ++i) block_value[i] = inner.acc[i] / inner.z;
+  main.add(landmark_score * p.scale, block_value);
+}
+
+// add_scored_block with keys `k` scored against q here (rotated first when RoPE is on).
 template <typename T, int L, int N = kRowsInFlight<L>>
 __device__ __forceinline__ void add_block(Softmax<L>& main, const AttentionParams& p,
                                           const float (&q)[L], const T* k, const T* v,
@@ -187,19 +205,11 @@ __device__ __forceinline__ void add_block(Softmax<L>& main, const AttentionParam
                                           int64_t position0, int lane) {
   constexpr int D = 32 * L;
   const bool rope = p.rope != kRopeNone;
-  Softmax<L> inner;
-  for (int j = 0; j < p.block_tokens; j += kTile) {
-    const int count = min(kTile, p.block_tokens - j);
+  add_scored_block<T, L, N>(main, p, v, landmark_score, lane, [&](int j, int count) {
     const T* keys = k + int64_t(j) * D;
-    const float score =
-        rope ? tile_scores<T, L, true, N>(q, keys, count, lane, rotary, position0 + j)
-             : tile_scores<T, L, false, N>(q, keys, count, lane, rotary, position0 + j);
-    tile_accumulate<T, L, N>(inner, score, v + int64_t(j) * D, count, lane);
-  }
-  float block_value[L];
-#pragma unroll
-  for (int i = 0; i < L; ++i) block_value[i] = inner.acc[i] / inner.z;
-  main.add(landmark_score * p.scale, block_value);
+    return rope ? tile_scores<T, L, true, N>(q, keys, count, lane, rotary, position0 + j)
+                : tile_scores<T, L, false, N>(q, keys, count, lane, rotary, position0 + j);
+  });
 }
 
 // Adds window tokens [j0, j1) of KV head g to the main group directly (N rows loaded at a time).
