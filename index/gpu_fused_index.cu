@@ -41,6 +41,24 @@ struct DeviceHead {
   int64_t last_block = -1;
 };
 
+// Launches a pass-2 kernel as a programmatic dependent of the pass-1 kernel before it on `stream`
+// (sm_90): its launch overlaps pass 1, and it waits in-kernel (wait_for_prerequisite_grid) for
+// pass 1's results.
+template <typename... Params, typename... Args>
+cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
+                             Args&&... args) {
+  cudaLaunchAttribute overlap[1] = {};
+  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.stream = stream;
+  config.attrs = overlap;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
 class GpuFusedIndexImpl final : public GpuFusedIndex {
  public:
   explicit GpuFusedIndexImpl(GpuFusedOptions options) : options_(options) {}
@@ -182,9 +200,9 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
           views, r.queries, queries, chunks, keys_per_warp, k, lists);
     });
     LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-    kernels::merge_lists_kernel<<<dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32, 0,
-                                  stream>>>(views, lists, queries, chunks, k, block_nos, scores);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(
+        kernels::merge_lists_kernel, dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32,
+        stream, views, static_cast<const uint64_t*>(lists), queries, chunks, k, block_nos, scores));
     return Status::Ok();
   }
 
@@ -225,10 +243,10 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
           views, r.queries, queries, tiles, k, partial);
     });
     LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-    const dim3 pass2(r.queries_per_head, r.heads);
-    kernels::merge_topk_kernel<<<pass2, kernels::kTopkThreads, 0, stream>>>(
-        views, partial, queries, tiles, k, block_nos, scores);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(
+        kernels::merge_topk_kernel, dim3(r.queries_per_head, r.heads), kernels::kTopkThreads,
+        stream, views, static_cast<const uint64_t*>(partial), queries, tiles, k, block_nos,
+        scores));
     return Status::Ok();
   }
 

@@ -64,6 +64,20 @@ __device__ inline float score_of(uint64_t key) {
   return __uint_as_float(bits);
 }
 
+// Programmatic dependent launch (sm_90): pass 1 lets pass 2 be launched at once, so its launch
+// overlaps pass 1; pass 2 waits until pass 1 has finished and its writes are visible. Both are
+// no-ops when the launch did not ask for it.
+__device__ __forceinline__ void let_dependent_grid_launch() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+__device__ __forceinline__ void wait_for_prerequisite_grid() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 // Pass 1. Block (tile, query, head) scores landmarks [tile * kTileKeys, +kTileKeys) of its head
 // against its query (each warp eight landmarks at a time), sorts the tile and writes its best k
 // sort keys to partial[((head * queries + query) * tiles + tile) * k].
@@ -77,6 +91,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   const int tile = blockIdx.x, query = blockIdx.y, head = blockIdx.z;
   const HeadView view = views.heads[head];
   const int first = tile * kTileKeys;
+  let_dependent_grid_launch();
 
   __shared__ float scores[kTileKeys];
   using Sort = cub::BlockRadixSort<uint64_t, kTopkThreads, kItemsPerThread>;
@@ -145,6 +160,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   using Sort = cub::BlockRadixSort<uint64_t, kTopkThreads, kItemsPerThread>;
   __shared__ typename Sort::TempStorage sort_storage;
   __shared__ uint64_t best[kTileKeys];  // ranks [0, k) hold the best so far
+  wait_for_prerequisite_grid();
 
   const size_t base = (static_cast<size_t>(head) * queries_per_head + query) * tiles * k;
   const int candidates = tiles * k;

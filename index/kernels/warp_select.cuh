@@ -110,6 +110,7 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const HeadView view = views.heads[head];
   __shared__ uint64_t warp_lists[kSelectWarps][32];
+  let_dependent_grid_launch();
 
   const float* q = queries + (static_cast<size_t>(head) * queries_per_head + query) * D + lane * L;
   float q_reg[L];
@@ -161,6 +162,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   __shared__ uint64_t warp_lists[kMergeWarps][32];
   const size_t at = static_cast<size_t>(head) * queries_per_head + query;
   const uint64_t* mine = lists + at * chunks * 32;
+  wait_for_prerequisite_grid();
 
   WarpTopk topk(k);
   for (int c = warp; c < chunks; c += kMergeWarps) topk.merge_sorted(mine[c * 32 + lane], lane);
