@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <type_traits>
@@ -116,13 +117,16 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     SearchRequest on_device = r;
     on_device.queries = d_queries;
     LMKV_RETURN_IF_ERROR(search_locked(on_device, d_blocks, d_scores, nullptr));
+    // Block numbers and scores lie side by side: one copy brings both back.
+    host_results_.resize(outputs * (sizeof(int64_t) + sizeof(float)));
+    LMKV_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(host_results_.data(), d_blocks, host_results_.size(), cudaMemcpyDeviceToHost));
     result->k = r.k;
     result->block_nos.resize(outputs);
     result->scores.resize(outputs);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(result->block_nos.data(), d_blocks,
-                                         outputs * sizeof(int64_t), cudaMemcpyDeviceToHost));
-    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(result->scores.data(), d_scores, outputs * sizeof(float),
-                                         cudaMemcpyDeviceToHost));
+    std::memcpy(result->block_nos.data(), host_results_.data(), outputs * sizeof(int64_t));
+    std::memcpy(result->scores.data(), host_results_.data() + outputs * sizeof(int64_t),
+                outputs * sizeof(float));
     return Status::Ok();
   }
 
@@ -295,6 +299,7 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
   int64_t resident_select_blocks_ = 0;  // pass-1 blocks the device runs at once
   CudaEvent scratch_free_;              // recorded after the last search's pass 2
   DeviceBuffer host_io_;                // queries and results of search()
+  std::vector<char> host_results_;      // search()'s results, copied back in one piece
 };
 
 }  // namespace

@@ -105,6 +105,44 @@ TEST_F(GpuFusedIndexTest, MatchesCpuOnRandomKeysUpToRounding) {
   }
 }
 
+// Searches between adds and erases see every change: the layer's cached head views follow heads
+// that grow (past their device capacity, which moves their keys) and sequences that go.
+TEST_F(GpuFusedIndexTest, SearchesFollowAddsAndErases) {
+  std::mt19937_64 rng(test::fresh_seed());
+  constexpr uint32_t kDim = 64, kHeads = 3, kK = 8;
+  Pair p = make_pair(kDim);
+  auto draw = [&] { return float(int(rng() % 5) - 2); };
+  std::vector<float> q(kHeads * kDim);
+  for (auto& v : q) v = float(int(rng() % 3) - 1);
+  const SearchRequest r{5, 1, kHeads, 1, kK, q.data()};
+  uint64_t next_block = 0;
+  for (size_t batch : {10, 1500, 3000}) {  // 1024, then 2048 and 4096 rows of capacity
+    for (uint32_t h = 0; h < kHeads; ++h) {
+      std::vector<float> keys(batch * kDim);
+      for (auto& v : keys) v = draw();
+      std::vector<uint64_t> blocks(batch);
+      for (auto& b : blocks) b = next_block++;
+      ASSERT_TRUE(p.gpu->add({5, 1, h}, blocks.data(), keys.data(), batch).ok());
+      ASSERT_TRUE(p.cpu->add({5, 1, h}, blocks.data(), keys.data(), batch).ok());
+    }
+    SearchResult gpu, cpu;
+    ASSERT_TRUE(p.gpu->search(r, &gpu).ok());
+    ASSERT_TRUE(p.cpu->search(r, &cpu).ok());
+    EXPECT_EQ(gpu.block_nos, cpu.block_nos) << "after adding " << batch << " per head";
+    EXPECT_EQ(gpu.scores, cpu.scores);
+  }
+  ASSERT_TRUE(p.gpu->erase(5).ok());
+  SearchResult gone;
+  EXPECT_EQ(p.gpu->search(r, &gone).code(), StatusCode::kNotFound);
+  std::vector<float> key(kDim, 1.f);
+  const uint64_t block = 7;
+  ASSERT_TRUE(p.gpu->add({5, 1, 0}, &block, key.data(), 1).ok());
+  SearchResult again;
+  ASSERT_TRUE(p.gpu->search(r, &again).ok());
+  EXPECT_EQ(again.block_nos[0], 7);
+  EXPECT_EQ(again.block_nos[1], -1);
+}
+
 TEST_F(GpuFusedIndexTest, DeviceSearchWritesEveryOutput) {
   std::mt19937_64 rng(test::fresh_seed());
   std::normal_distribution<float> normal;
