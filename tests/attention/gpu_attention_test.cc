@@ -505,8 +505,6 @@ TEST_F(GpuAttentionTest, ChunkedPrefillEqualsTokenByTokenDecode) {
   }
 }
 
-#endif  // LMKV_WITH_CUDA
-
 // Offload mode: a chunk's rows share their blocks, which the kernels stage in shared memory once
 // per group of tokens and score on tensor cores (no RoPE, B >= 16) or per warp; outputs equal the
 // reference (and the unstaged kernels, to rounding).
@@ -571,6 +569,8 @@ TEST_F(GpuAttentionTest, StagingHintOverRowsThatDifferStaysExact) {
     }
   }
 }
+
+#endif  // LMKV_WITH_CUDA
 
 }  // namespace
 }  // namespace lmkv
