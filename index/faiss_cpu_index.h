@@ -24,6 +24,8 @@ struct FaissCpuOptions {
   // (0: the square root of the keys at training, within [16, 4096]); ivf_nprobe lists are visited.
   // The head is trained again on all its keys each time it grows ivf_retrain_growth times past its
   // last training (0: never), so the lists follow topics that came after it and nlist follows n.
+  // The training runs inside the add that crosses the size: on one core, 0.6 s at 32,768 keys of
+  // d = 128 and 3 s at 131,072.
   size_t ivf_min_train = 2048;
   double ivf_retrain_growth = 2.0;
   uint32_t ivf_nlist = 0;
