@@ -2,6 +2,7 @@
 // crashes), status translation, the thread-local last error, and device-pointer staging.
 #include <fmt/format.h>
 
+#include <cstddef>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -94,6 +95,9 @@ int enum_value(const Enum& field) {
   return value;
 }
 
+// The size of lmkv_config in 0.1.0, the first release: every field up to `retrieval`.
+constexpr size_t kFirstConfigSize = offsetof(lmkv_config, retrieval);
+
 }  // namespace
 
 extern "C" {
@@ -116,6 +120,8 @@ lmkv_config lmkv_default_config(void) {
   c.index_backend = "auto";
   c.landmark = LMKV_LANDMARK_MEAN;
   c.write_policy = LMKV_WRITE_THROUGH;
+  c.reserved = 0;
+  c.retrieval = LMKV_RETRIEVAL_PER_TOKEN;
   return c;
 }
 
@@ -124,11 +130,19 @@ lmkv_status lmkv_open(const lmkv_config* config, lmkv_cache** out) {
     return fail(LMKV_INVALID_ARGUMENT, "lmkv_open: null config or out");
   }
   *out = nullptr;
-  if (config->struct_size < sizeof(lmkv_config)) {
+  if (config->struct_size < kFirstConfigSize) {
     return fail(LMKV_INVALID_ARGUMENT,
                 fmt::format("lmkv_open: config.struct_size {} is smaller than {}; start from "
                             "lmkv_default_config()",
-                            config->struct_size, sizeof(lmkv_config)));
+                            config->struct_size, kFirstConfigSize));
+  }
+  // Fields a caller's struct does not reach take their defaults.
+  auto covers = [&](size_t offset, size_t size) { return config->struct_size >= offset + size; };
+  const int retrieval = covers(offsetof(lmkv_config, retrieval), sizeof(config->retrieval))
+                            ? enum_value(config->retrieval)
+                            : LMKV_RETRIEVAL_PER_TOKEN;
+  if (retrieval != LMKV_RETRIEVAL_PER_TOKEN && retrieval != LMKV_RETRIEVAL_PER_CHUNK) {
+    return fail(LMKV_INVALID_ARGUMENT, fmt::format("lmkv_open: config.retrieval {}", retrieval));
   }
   if (config->data_dir == nullptr || config->data_dir[0] == '\0') {
     return fail(LMKV_INVALID_ARGUMENT, "lmkv_open: config.data_dir is required");
@@ -160,6 +174,8 @@ lmkv_status lmkv_open(const lmkv_config* config, lmkv_cache** out) {
     o.store.gpu_capacity_bytes = gpu ? config->gpu_capacity_bytes : 0;
     o.retrieval.device = gpu ? lmkv::AttentionDevice::kGpu : lmkv::AttentionDevice::kCpu;
     o.retrieval.top_k = config->top_k;
+    o.retrieval.retrieval = retrieval == LMKV_RETRIEVAL_PER_CHUNK ? lmkv::Retrieval::kPerChunk
+                                                                  : lmkv::Retrieval::kPerToken;
     o.layers = config->layers;
     o.heads = config->heads;
     o.kv_heads = config->kv_heads;

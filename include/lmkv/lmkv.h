@@ -47,9 +47,15 @@ typedef enum lmkv_landmark {
   LMKV_LANDMARK_GIVEN = 2           /* passed by the caller to lmkv_append */
 } lmkv_landmark;
 typedef enum lmkv_write_policy { LMKV_WRITE_THROUGH = 0, LMKV_WRITE_BACK = 1 } lmkv_write_policy;
+typedef enum lmkv_retrieval {
+  LMKV_RETRIEVAL_PER_TOKEN = 0, /* each query token and head retrieves its own top_k blocks */
+  LMKV_RETRIEVAL_PER_CHUNK = 1  /* the paper's offload mode: one top_k per head for the whole
+                                   chunk of an lmkv_attend call (one page-in, a faster prefill) */
+} lmkv_retrieval;
 
 /* Configuration. Always start from lmkv_default_config(): struct_size lets later versions add
- * fields without breaking callers built against this one. */
+ * fields without breaking callers built against this one (fields past a caller's struct_size take
+ * their defaults). */
 typedef struct lmkv_config {
   size_t struct_size;          /* sizeof(lmkv_config), set by lmkv_default_config */
   uint32_t layers;             /* default 1 */
@@ -58,7 +64,7 @@ typedef struct lmkv_config {
   uint32_t head_dim;           /* default 128 */
   uint32_t block_tokens;       /* tokens per block, default 50 */
   lmkv_dtype dtype;            /* of keys and values, default LMKV_FLOAT16 */
-  uint32_t top_k;              /* blocks retrieved per head and token, default 32 */
+  uint32_t top_k;              /* blocks retrieved per head (and token), default 32 */
   lmkv_device device;          /* where attention runs, default LMKV_DEVICE_AUTO */
   size_t gpu_capacity_bytes;   /* GPU tier (with a GPU), default 1 GiB */
   size_t host_capacity_bytes;  /* pinned host tier, default 256 MiB */
@@ -67,6 +73,9 @@ typedef struct lmkv_config {
                                   "faiss-gpu-flat", "faiss-gpu-ivf" */
   lmkv_landmark landmark;      /* default LMKV_LANDMARK_MEAN */
   lmkv_write_policy write_policy; /* default LMKV_WRITE_THROUGH */
+  uint32_t reserved;           /* ignored (padding in 0.1.0) */
+  /* Added after 0.1.0: */
+  lmkv_retrieval retrieval;    /* default LMKV_RETRIEVAL_PER_TOKEN */
 } lmkv_config;
 
 typedef struct lmkv_cache lmkv_cache;

@@ -2,6 +2,8 @@
 // close, double close), and results equal to the C++ API's on the same inputs.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <random>
 #include <string>
@@ -112,6 +114,54 @@ TEST(CApi, EveryCallWorksAndEqualsTheCppApi) {
   ASSERT_EQ(lmkv_close(cache), LMKV_OK);
 }
 
+// Offload mode (one retrieval per head for each lmkv_attend chunk) through the C API equals the
+// C++ API in the same mode, and differs from per-token retrieval on the same prefill.
+TEST(CApi, PerChunkRetrievalEqualsTheCppApi) {
+  test::TempDir dir;
+  const std::string c_dir = dir.sub("c"), cpp_dir = dir.sub("cpp"), token_dir = dir.sub("t");
+  lmkv_config config = small_config(c_dir);
+  config.layers = 1;
+  config.retrieval = LMKV_RETRIEVAL_PER_CHUNK;
+  lmkv_config per_token = small_config(token_dir);
+  per_token.layers = 1;
+  lmkv_cache *cache = nullptr, *token_cache = nullptr;
+  ASSERT_EQ(lmkv_open(&config, &cache), LMKV_OK) << lmkv_last_error();
+  ASSERT_EQ(lmkv_open(&per_token, &token_cache), LMKV_OK) << lmkv_last_error();
+
+  CacheOptions options;
+  options.store.shape = {kBlock, kDim, DType::kFloat16};
+  options.store.disk_path = cpp_dir;
+  options.store.host_capacity_bytes = 1 << 20;
+  options.heads = kHeads;
+  options.kv_heads = kKv;
+  options.backend = IndexBackend::kFaissFlat;
+  options.retrieval.top_k = 4;
+  options.retrieval.retrieval = Retrieval::kPerChunk;
+  auto cpp = LandmarkCache::open(options);
+  ASSERT_TRUE(cpp.ok()) << cpp.status().to_string();
+
+  std::mt19937_64 rng(test::fresh_seed());
+  bool differs = false;
+  for (uint32_t n : {200u, 60u, 1u}) {
+    const Tokens t = random_tokens(rng, n);
+    ASSERT_EQ(lmkv_append(cache, 1, 0, n, t.keys.data(), t.values.data(), nullptr), LMKV_OK);
+    ASSERT_EQ(lmkv_append(token_cache, 1, 0, n, t.keys.data(), t.values.data(), nullptr), LMKV_OK);
+    ASSERT_TRUE((*cpp)->append(1, 0, n, t.keys.data(), t.values.data()).ok());
+    std::vector<float> c_out(t.queries.size(), NAN), cpp_out(t.queries.size(), NAN),
+        token_out(t.queries.size(), NAN);
+    ASSERT_EQ(lmkv_attend(cache, 1, 0, n, t.queries.data(), c_out.data(), nullptr), LMKV_OK)
+        << lmkv_last_error();
+    ASSERT_EQ(lmkv_attend(token_cache, 1, 0, n, t.queries.data(), token_out.data(), nullptr),
+              LMKV_OK);
+    ASSERT_TRUE((*cpp)->attend(1, 0, n, t.queries.data(), cpp_out.data()).ok());
+    EXPECT_EQ(c_out, cpp_out) << n << " tokens";
+    differs |= c_out != token_out;
+  }
+  EXPECT_TRUE(differs) << "per-chunk retrieval gave per-token results on a 60-token chunk";
+  ASSERT_EQ(lmkv_close(cache), LMKV_OK);
+  ASSERT_EQ(lmkv_close(token_cache), LMKV_OK);
+}
+
 TEST(CApi, ErrorPathsAreCodesWithMessagesNeverCrashes) {
   test::TempDir dir;
   lmkv_cache* cache = nullptr;
@@ -149,7 +199,17 @@ TEST(CApi, ErrorPathsAreCodesWithMessagesNeverCrashes) {
   bad = config;
   store_int(bad.landmark, 7);
   EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
+  bad = config;
+  store_int(bad.retrieval, 7);
+  EXPECT_EQ(lmkv_open(&bad, &cache), LMKV_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmkv_last_error()).find("retrieval 7"), std::string::npos);
   EXPECT_EQ(cache, nullptr);
+  // A caller built against 0.1.0 passes the older, shorter struct: the fields past its end are
+  // not read (here one holding garbage) and take their defaults.
+  bad.struct_size = offsetof(lmkv_config, retrieval);
+  ASSERT_EQ(lmkv_open(&bad, &cache), LMKV_OK) << lmkv_last_error();
+  ASSERT_EQ(lmkv_close(cache), LMKV_OK);
+  cache = nullptr;
 
   // Null handles.
   uint32_t n = 0;
