@@ -42,34 +42,42 @@ Status launch(const kernels::AttentionParams& p, cudaStream_t stream) {
 
 // Rows of a head sharing their blocks: token groups stage each block in shared memory once.
 template <typename T, int D>
-Status launch_staged(const kernels::AttentionParams& p, bool tensor, cudaStream_t stream) {
-  const kernels::StagedLayout layout(p.payload_bytes, p.block_tokens, D, sizeof(T), tensor);
+Status launch_staged(const kernels::AttentionParams& p, bool tensor, int64_t shared_bytes,
+                     cudaStream_t stream) {
   auto kernel = tensor ? kernels::landmark_attention_staged<T, D, true>
                        : kernels::landmark_attention_staged<T, D, false>;
   LMKV_CUDA_RETURN_IF_ERROR(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(layout.bytes)));
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes)));
   const dim3 grid((p.tokens + kernels::kStagedTokens - 1) / kernels::kStagedTokens, p.heads);
-  kernel<<<grid, kernels::kStagedTokens * 32, size_t(layout.bytes), stream>>>(p);
+  kernel<<<grid, kernels::kStagedTokens * 32, size_t(shared_bytes), stream>>>(p);
   LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
 }
 
-// How a launch runs: per-row warps, or staged blocks with or without tensor-core scores.
+// How a launch runs: per-row warps, or staged blocks with or without tensor-core scores (in
+// `shared_bytes` of dynamic shared memory).
 enum class Path { kRows, kStaged, kStagedTensor };
+struct Plan {
+  Path path = Path::kRows;
+  int64_t shared_bytes = 0;
+};
+
+template <typename T, int D>
+Status launch_plan(const kernels::AttentionParams& p, const Plan& plan, cudaStream_t stream) {
+  if (plan.path == Path::kRows) return launch<T, D>(p, stream);
+  return launch_staged<T, D>(p, plan.path == Path::kStagedTensor, plan.shared_bytes, stream);
+}
 
 template <typename T>
-Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, Path path, cudaStream_t stream) {
-  const bool tensor = path == Path::kStagedTensor;
+Status launch_dim(const kernels::AttentionParams& p, uint32_t dim, const Plan& plan,
+                  cudaStream_t stream) {
   switch (dim) {
     case 64:
-      return path == Path::kRows ? launch<T, 64>(p, stream)
-                                 : launch_staged<T, 64>(p, tensor, stream);
+      return launch_plan<T, 64>(p, plan, stream);
     case 128:
-      return path == Path::kRows ? launch<T, 128>(p, stream)
-                                 : launch_staged<T, 128>(p, tensor, stream);
+      return launch_plan<T, 128>(p, plan, stream);
     default:
-      return path == Path::kRows ? launch<T, 256>(p, stream)
-                                 : launch_staged<T, 256>(p, tensor, stream);
+      return launch_plan<T, 256>(p, plan, stream);
   }
 }
 
@@ -117,31 +125,32 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
 
   // Staging pays when several tokens share blocks and the staged layout fits in shared memory;
   // tensor cores score the staged keys where no rotation must come first.
+  Plan plan;
   if (a.rows_share_blocks && a.tokens > 1 && a.max_blocks_per_row > 0) {
     const bool tensor = p.rope == kernels::kRopeNone && a.block_tokens >= 16 &&
                         a.block_tokens <= uint32_t(kernels::kMaxTensorBlockTokens);
     const kernels::StagedLayout layout(p.payload_bytes, p.block_tokens, int(a.dim),
                                        int(dtype_bytes(a.dtype)), tensor);
     if (layout.bytes <= s.max_shared_bytes) {
-      p.parts = 1;
-      const Path path = tensor ? Path::kStagedTensor : Path::kStaged;
-      if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, path, stream);
-      return launch_dim<__nv_bfloat16>(p, a.dim, path, stream);
+      plan = {tensor ? Path::kStagedTensor : Path::kStaged, layout.bytes};
     }
   }
 
-  // Enough warps to fill the GPU a few times over: a row's items are split over `parts` warps
-  // when rows alone are too few (decode), never more parts than a row has items.
-  const int64_t max_items =
-      int64_t(a.max_blocks_per_row) + (a.window_tokens + p.local_chunk - 1) / p.local_chunk;
-  const int64_t target_warps = int64_t(s.sm_count) * 64;
-  p.parts = int32_t(std::clamp<int64_t>((target_warps + p.rows - 1) / p.rows, 1, max_items));
-  if (p.parts > 1) {
-    LMKV_RETURN_IF_ERROR(s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
-    p.partial = static_cast<float*>(s.partial.get());
+  if (plan.path == Path::kRows) {
+    // Enough warps to fill the GPU a few times over: a row's items are split over `parts` warps
+    // when rows alone are too few (decode), never more parts than a row has items.
+    const int64_t max_items =
+        int64_t(a.max_blocks_per_row) + (a.window_tokens + p.local_chunk - 1) / p.local_chunk;
+    const int64_t target_warps = int64_t(s.sm_count) * 64;
+    p.parts = int32_t(std::clamp<int64_t>((target_warps + p.rows - 1) / p.rows, 1, max_items));
+    if (p.parts > 1) {
+      LMKV_RETURN_IF_ERROR(
+          s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
+      p.partial = static_cast<float*>(s.partial.get());
+    }
   }
-  if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, Path::kRows, stream);
-  return launch_dim<__nv_bfloat16>(p, a.dim, Path::kRows, stream);
+  if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, plan, stream);
+  return launch_dim<__nv_bfloat16>(p, a.dim, plan, stream);
 }
 
 }  // namespace lmkv

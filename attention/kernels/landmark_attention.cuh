@@ -212,6 +212,23 @@ __device__ __forceinline__ void add_block(Softmax<L>& main, const AttentionParam
   });
 }
 
+// Slot s's payload, K[B][D] then V[B][D], in the GPU tier.
+template <typename T>
+__device__ __forceinline__ const T* slot_payload(const AttentionParams& p, int32_t slot) {
+  return reinterpret_cast<const T*>(p.slot_base + int64_t(slot) * p.payload_bytes);
+}
+
+// Adds a row's retrieved block `item` of `blocks` (page-table entry first + item) whose payload is
+// at `k` (global or shared memory), N rows loaded at a time.
+template <typename T, int L, int N = kRowsInFlight<L>>
+__device__ __forceinline__ void add_entry(Softmax<L>& main, const AttentionParams& p,
+                                          const float (&q)[L], const T* k, int first, int item,
+                                          int blocks, const Rope<L>& rotary, int lane) {
+  const int e = first + item;
+  add_block<T, L, N>(main, p, q, k, k + int64_t(p.block_tokens) * 32 * L, p.landmark_scores[e],
+                     rotary, block_position(p, e, item, blocks), lane);
+}
+
 // Adds window tokens [j0, j1) of KV head g to the main group directly (N rows loaded at a time).
 template <typename T, int L, int N = kRowsInFlight<L>>
 __device__ __forceinline__ void add_window(Softmax<L>& main, const AttentionParams& p,
@@ -264,10 +281,8 @@ __global__ void __launch_bounds__(128)
   Softmax<L> main;
   for (int item = part; item < items; item += p.parts) {
     if (item < blocks) {
-      const int e = first + item;
-      const T* k = reinterpret_cast<const T*>(p.slot_base + int64_t(p.slots[e]) * p.payload_bytes);
-      add_block<T, L>(main, p, q, k, k + int64_t(p.block_tokens) * D, p.landmark_scores[e], rotary,
-                      block_position(p, e, item, blocks), lane);
+      add_entry<T, L>(main, p, q, slot_payload<T>(p, p.slots[first + item]), first, item, blocks,
+                      rotary, lane);
     } else {
       const int j0 = (item - blocks) * p.local_chunk;
       add_window<T, L>(main, p, q, g, j0, min(visible, j0 + p.local_chunk), rotary, lane);

@@ -28,13 +28,11 @@ inline constexpr int kMaxTensorBlockTokens = 256;
 // Layout of the staged kernel's dynamic shared memory: two block payloads, then (tensor scores)
 // the group's scores S[16][score_ld] in fp32 and its queries Q[16][D].
 struct StagedLayout {
-  int64_t payload_bytes = 0;
   int score_ld = 0;  // floats per S row: B rounded up to 16, plus 4 against bank conflicts
   int64_t scores_at = 0, queries_at = 0, bytes = 0;
 
   __host__ __device__ StagedLayout(int64_t payload, int block_tokens, int dim, int value_bytes,
-                                   bool tensor)
-      : payload_bytes(payload) {
+                                   bool tensor) {
     scores_at = 2 * payload;
     if (!tensor) {
       queries_at = bytes = scores_at;
@@ -85,15 +83,13 @@ __global__ void __launch_bounds__(kStagedTokens * 32, 1)
 
   extern __shared__ __align__(128) unsigned char staging[];
   const StagedLayout layout(p.payload_bytes, p.block_tokens, D, sizeof(T), kTensorScores);
-  auto buffer = [&](int i) {
-    return reinterpret_cast<const T*>(staging + (i % 2) * p.payload_bytes);
-  };
+  auto buffer = [&](int i) { return staging + (i % 2) * p.payload_bytes; };
   float* scores = reinterpret_cast<float*>(staging + layout.scores_at);
   T* queries = reinterpret_cast<T*>(staging + layout.queries_at);
   // Every thread copies its 16-byte pieces of the group's entry i into buffer(i).
   auto stage = [&](int i) {
-    const char* src = p.slot_base + int64_t(p.slots[staged_first + i]) * p.payload_bytes;
-    unsigned char* dst = staging + (i % 2) * p.payload_bytes;
+    const char* src = slot_payload<char>(p, p.slots[staged_first + i]);
+    unsigned char* dst = buffer(i);
     for (int64_t at = int64_t(threadIdx.x) * 16; at < p.payload_bytes; at += blockDim.x * 16) {
       __pipeline_memcpy_async(dst + at, src + at, 16);
     }
@@ -120,15 +116,9 @@ __global__ void __launch_bounds__(kStagedTokens * 32, 1)
   }
 
   Softmax<L> main;
-  auto global_block = [&](int e) {
-    return reinterpret_cast<const T*>(p.slot_base + int64_t(p.slots[e]) * p.payload_bytes);
-  };
   // Few rows in flight: most blocks come from shared memory (rare global fallbacks pay for it).
-  auto add_entry = [&](int item, const T* k) {
-    const int e = first + item;
-    add_block<T, L, kSharedRowsInFlight>(main, p, q, k, k + int64_t(p.block_tokens) * D,
-                                         p.landmark_scores[e], rotary,
-                                         block_position(p, e, item, blocks), lane);
+  auto add = [&](int item, const T* k) {
+    add_entry<T, L, kSharedRowsInFlight>(main, p, q, k, first, item, blocks, rotary, lane);
   };
 
   if (staged > 0) stage(0);
@@ -140,7 +130,7 @@ __global__ void __launch_bounds__(kStagedTokens * 32, 1)
       __pipeline_wait_prior(0);
     }
     __syncthreads();
-    const T* k = buffer(i);
+    const T* k = reinterpret_cast<const T*>(buffer(i));
     if constexpr (kTensorScores) {
       tensor_scores<T, D>(queries, k, scores, layout.score_ld, p.block_tokens, warp);
       __syncthreads();
@@ -148,20 +138,20 @@ __global__ void __launch_bounds__(kStagedTokens * 32, 1)
     if (i < blocks) {
       const int e = first + i;
       if (p.slots[e] != p.slots[staged_first + i]) {
-        add_entry(i, global_block(e));
+        add(i, slot_payload<T>(p, p.slots[e]));
       } else if constexpr (kTensorScores) {
         const float* mine = scores + warp * layout.score_ld;
         add_scored_block<T, L, kSharedRowsInFlight>(
             main, p, k + int64_t(p.block_tokens) * D, p.landmark_scores[e], lane,
             [&](int j, int count) { return lane < count ? mine[j + lane] * p.scale : -INFINITY; });
       } else {
-        add_entry(i, k);
+        add(i, k);
       }
     }
     __syncthreads();  // every warp is done with buffer(i) (and S) before they are overwritten
   }
   if (!active) return;
-  for (int i = staged; i < blocks; ++i) add_entry(i, global_block(first + i));
+  for (int i = staged; i < blocks; ++i) add(i, slot_payload<T>(p, p.slots[first + i]));
   const int visible = own + 1;
   for (int j0 = 0; j0 < visible; j0 += p.local_chunk) {
     // The group's warps read the same window rows, mostly from L1: few rows in flight too.
