@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <mutex>
 #include <unordered_set>
@@ -83,17 +82,13 @@ Status FaissCpuIndex::build_approximate(Head& head) {
   const size_t n = head.block_nos.size();
   const int d = static_cast<int>(options_.dim);
   try {
-    if (head.trained_on > 0 && options_.ivf_retrain_growth > 0 &&
-        double(n) >= double(head.trained_on) * options_.ivf_retrain_growth) {
+    if (ivf_retrain_due(n, head.trained_on, options_.ivf_retrain_growth)) {
       head.index.reset();  // before its quantizer
       head.indexed = 0;
     }
     if (!head.index) {
       if (options_.kind == FaissCpuKind::kIvf && n >= options_.ivf_min_train) {
-        uint32_t nlist = options_.ivf_nlist;
-        if (nlist == 0) {
-          nlist = std::clamp<uint32_t>(static_cast<uint32_t>(std::sqrt(double(n))), 16, 4096);
-        }
+        const uint32_t nlist = ivf_list_count(options_.ivf_nlist, n);
         head.quantizer = std::make_unique<faiss::IndexFlatIP>(d);
         auto ivf = std::make_unique<faiss::IndexIVFFlat>(head.quantizer.get(), d, nlist,
                                                          faiss::METRIC_INNER_PRODUCT);

@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <mutex>
 #include <unordered_map>
@@ -128,17 +127,12 @@ class FaissGpuIndex final : public LandmarkIndex {
   void add_ivf(GpuHead& head, const float* keys, size_t n) {
     head.keys.insert(head.keys.end(), keys, keys + n * options_.dim);
     const size_t total = head.keys.size() / options_.dim;
-    const bool retrain = head.trained_on > 0 && options_.ivf_retrain_growth > 0 &&
-                         double(total) >= double(head.trained_on) * options_.ivf_retrain_growth;
-    if (head.index && !retrain) {
+    if (head.index && !ivf_retrain_due(total, head.trained_on, options_.ivf_retrain_growth)) {
       head.index->add(static_cast<faiss::Index::idx_t>(n), keys);
       return;
     }
     if (total < options_.ivf_min_train) return;
-    uint32_t nlist = options_.ivf_nlist;
-    if (nlist == 0) {
-      nlist = std::clamp<uint32_t>(static_cast<uint32_t>(std::sqrt(double(total))), 16, 4096);
-    }
+    const uint32_t nlist = ivf_list_count(options_.ivf_nlist, total);
     faiss::gpu::GpuIndexIVFFlatConfig config;
     config.device = options_.cuda_device;
     auto ivf = std::make_unique<faiss::gpu::GpuIndexIVFFlat>(

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kvstore/block.h"
@@ -67,6 +68,15 @@ Status check_retrain_growth(double growth) {
   if (growth == 0 || (std::isfinite(growth) && growth > 1)) return Status::Ok();
   return Status::InvalidArgument(fmt::format(
       "ivf_retrain_growth={} must be 0 (never retrain) or a finite factor above 1", growth));
+}
+
+uint32_t ivf_list_count(uint32_t configured, size_t keys) {
+  if (configured != 0) return configured;
+  return std::clamp<uint32_t>(static_cast<uint32_t>(std::sqrt(double(keys))), 16, 4096);
+}
+
+bool ivf_retrain_due(size_t keys, size_t trained_on, double growth) {
+  return trained_on > 0 && growth > 0 && double(keys) >= double(trained_on) * growth;
 }
 
 }  // namespace lmkv

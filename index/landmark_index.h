@@ -86,6 +86,14 @@ Status claim_new_blocks(const HeadKey& head, const uint64_t* block_nos, size_t n
 // Checks an IVF backend's ivf_retrain_growth: 0 (never train again) or a finite factor above 1.
 Status check_retrain_growth(double growth);
 
+// IVF lists for a head trained on `keys` keys: `configured`, or when 0 the square root of `keys`
+// within [16, 4096].
+uint32_t ivf_list_count(uint32_t configured, size_t keys);
+
+// Whether a head trained on `trained_on` keys (0: never trained) trains again now that it holds
+// `keys`: once it has grown `growth` times (growth 0: never).
+bool ivf_retrain_due(size_t keys, size_t trained_on, double growth);
+
 // Removes every head of `sequence` from a backend's map keyed by HeadKey.
 template <typename HeadMap>
 void erase_heads_of(HeadMap& heads, uint64_t sequence) {
