@@ -128,17 +128,22 @@ void BM_Search_FaissGpuIvfHeadByHead(benchmark::State& state) {
 }
 
 #ifdef LMKV_WITH_CUDA
-Result<std::unique_ptr<GpuFusedIndex>> make_fused() { return make_gpu_fused_index({kDim, 0}); }
+Result<std::unique_ptr<GpuFusedIndex>> make_screened() {
+  return make_gpu_fused_index({kDim, 0, true});
+}
+Result<std::unique_ptr<GpuFusedIndex>> make_unscreened() {
+  return make_gpu_fused_index({kDim, 0, false});
+}
 
 // The fused search with queries and results on the device, as attention uses it.
-void BM_Search_GpuFused(benchmark::State& state) {
+void search_fused(benchmark::State& state, Result<std::unique_ptr<GpuFusedIndex>> (*make)(),
+                  std::map<int64_t, std::unique_ptr<GpuFusedIndex>>& cache) {
   if (cuda_device_count() == 0) return state.SkipWithError("no CUDA device");
   const int64_t n = state.range(0);
   const uint32_t k = static_cast<uint32_t>(state.range(1));
   const uint32_t queries = static_cast<uint32_t>(state.range(2));
-  static std::map<int64_t, std::unique_ptr<GpuFusedIndex>> cache;
   std::string error;
-  GpuFusedIndex* index = cached(cache, n, &make_fused, &error);
+  GpuFusedIndex* index = cached(cache, n, make, &error);
   if (!index) return state.SkipWithError(error.c_str());
   const std::vector<float> q = random_floats(size_t(kHeads) * queries * kDim, 99);
   DeviceBuffer d_q, d_blocks, d_scores;
@@ -155,6 +160,7 @@ void BM_Search_GpuFused(benchmark::State& state) {
   if (!begin.create().ok() || !end.create().ok()) return state.SkipWithError("events");
   const SearchRequest r{0, 0, kHeads, queries, k, static_cast<const float*>(d_q.get())};
   double device_ms = 0;
+  const uint64_t fallbacks_before = index->screening_fallbacks().value();
   for (auto _ : state) {
     cudaEventRecord(begin.get(), stream.get());
     Status s = index->search_on_device(r, static_cast<int64_t*>(d_blocks.get()),
@@ -171,9 +177,28 @@ void BM_Search_GpuFused(benchmark::State& state) {
   // Stream time from the search's first launch to its last kernel's end, without the host's
   // launch and synchronisation costs that the real time includes.
   state.counters["device_us"] = device_ms * 1e3 / double(state.iterations());
+  // Share of (head, query) searches the screening could not prove and answered by an exact scan.
+  state.counters["fallback_share"] =
+      double(index->screening_fallbacks().value() - fallbacks_before) /
+      (double(state.iterations()) * kHeads * queries);
+}
+
+// int8 screening, then an exact rescoring (the default).
+void BM_Search_GpuFused(benchmark::State& state) {
+  static std::map<int64_t, std::unique_ptr<GpuFusedIndex>> cache;
+  search_fused(state, &make_screened, cache);
+}
+// Every fp16 key scored exactly: the screening's baseline.
+void BM_Search_GpuFusedUnscreened(benchmark::State& state) {
+  static std::map<int64_t, std::unique_ptr<GpuFusedIndex>> cache;
+  search_fused(state, &make_unscreened, cache);
 }
 
 BENCHMARK(BM_Search_GpuFused)
+    ->ArgsProduct({{655, 20971, 209715}, {4, 32}, {1, 512}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Search_GpuFusedUnscreened)
     ->ArgsProduct({{655, 20971, 209715}, {4, 32}, {1, 512}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "index/gpu_fused_index.h"
+#include "index/int8_landmarks.h"
+#include "index/kernels/int8_screen.cuh"
 #include "index/kernels/landmark_topk.cuh"
 #include "index/kernels/warp_select.cuh"
 #include "kvstore/cuda_util.h"
@@ -20,27 +22,77 @@ namespace {
 
 // Calls f with the head dim (64, 128 or 256) as a compile-time constant.
 template <typename F>
-void with_dim(uint32_t dim, F&& f) {
+auto with_dim(uint32_t dim, F&& f) {
   switch (dim) {
     case 64:
-      f(std::integral_constant<int, 64>{});
-      break;
+      return f(std::integral_constant<int, 64>{});
     case 128:
-      f(std::integral_constant<int, 128>{});
-      break;
+      return f(std::integral_constant<int, 128>{});
     default:
-      f(std::integral_constant<int, 256>{});
-      break;
+      return f(std::integral_constant<int, 256>{});
   }
 }
 
-// One head's keys (fp16) and block numbers on the device, grown by doubling.
+// One head's keys (fp16, and int8 codes with row scales when screening) and block numbers on the
+// device, grown by doubling.
 struct DeviceHead {
-  DeviceBuffer keys, block_nos;
+  DeviceBuffer keys, block_nos, codes, scales;
   int32_t n = 0;
   int32_t capacity = 0;
   int64_t last_block = -1;
 };
+
+// Copies `bytes` at offset `at` of `to` from host memory.
+Status copy_in(DeviceBuffer& to, size_t at, const void* from, size_t bytes) {
+  LMKV_CUDA_RETURN_IF_ERROR(
+      cudaMemcpy(static_cast<char*>(to.get()) + at, from, bytes, cudaMemcpyHostToDevice));
+  return Status::Ok();
+}
+
+// Replaces `buffer` by one of `bytes`, keeping its first `kept` bytes.
+Status regrow(DeviceBuffer& buffer, size_t bytes, size_t kept) {
+  DeviceBuffer bigger;
+  LMKV_RETURN_IF_ERROR(bigger.reserve(bytes));
+  if (kept > 0) {
+    LMKV_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(bigger.get(), buffer.get(), kept, cudaMemcpyDeviceToDevice));
+  }
+  buffer = std::move(bigger);
+  return Status::Ok();
+}
+
+// How pass 1 cuts the rows of each (head, query): `chunks` thread blocks of kSelectWarps warps,
+// each warp `keys_per_warp` (a multiple of 32) consecutive rows. A warp's rows are a serial chain
+// of 32-row steps, so the work is cut into as many warps as the device holds at once: one full
+// wave, no second wave nearly empty. A search with more (head, query) pairs than that (prefill)
+// gives each block a whole head.
+struct RowSplit {
+  int chunks = 1;
+  int keys_per_warp = 32;
+};
+RowSplit split_rows(int64_t resident_blocks, int64_t pairs, int32_t most) {
+  const int64_t blocks_per_pair = std::max<int64_t>(1, resident_blocks / pairs);
+  const int64_t warps_per_pair = blocks_per_pair * kernels::kSelectWarps;
+  RowSplit split;
+  split.keys_per_warp = static_cast<int>(
+      std::max<int64_t>(1, (most + 32 * warps_per_pair - 1) / (32 * warps_per_pair)) * 32);
+  const int keys_per_block = split.keys_per_warp * kernels::kSelectWarps;
+  split.chunks = std::max(1, (most + keys_per_block - 1) / keys_per_block);
+  return split;
+}
+
+// Opts a pass-1 kernel in to `stage_bytes` of dynamic shared memory (above 48 KB at d = 256) and
+// returns how many of its blocks the device holds at once.
+template <typename Kernel>
+Result<int64_t> resident_blocks(Kernel kernel, int stage_bytes, int device) {
+  int per_sm = 0, sms = 0;
+  LMKV_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, stage_bytes));
+  LMKV_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &per_sm, kernel, kernels::kSelectWarps * 32, stage_bytes));
+  LMKV_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return std::max<int64_t>(1, int64_t{per_sm} * sms);
+}
 
 // Launches a pass-2 kernel as a programmatic dependent of the pass-1 kernel before it on `stream`
 // (sm_90): its launch overlaps pass 1, and it waits in-kernel (wait_for_prerequisite_grid) for
@@ -72,6 +124,15 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     LMKV_RETURN_IF_ERROR(validate_add(key, block_nos, keys, n, options_.dim));
     std::vector<__half> halves(n * options_.dim);
     for (size_t i = 0; i < halves.size(); ++i) halves[i] = __float2half(keys[i]);
+    std::vector<int8_t> codes;
+    std::vector<float> scales;
+    if (options_.int8_screening) {
+      std::vector<float> rounded(halves.size());
+      for (size_t i = 0; i < halves.size(); ++i) rounded[i] = __half2float(halves[i]);
+      codes.resize(halves.size());
+      scales.resize(n);
+      quantize_landmark_rows(rounded.data(), n, options_.dim, codes.data(), scales.data());
+    }
     std::lock_guard<std::mutex> lock(mu_);
     LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.cuda_device));
     auto found = heads_.find(key);
@@ -91,10 +152,15 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     }
     LMKV_RETURN_IF_ERROR(grow(head, head.n + n));
     const size_t row_bytes = options_.dim * sizeof(__half);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(static_cast<char*>(head.keys.get()) + head.n * row_bytes,
-                                         halves.data(), n * row_bytes, cudaMemcpyHostToDevice));
-    LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(static_cast<int64_t*>(head.block_nos.get()) + head.n,
-                                         block_nos, n * sizeof(int64_t), cudaMemcpyHostToDevice));
+    LMKV_RETURN_IF_ERROR(copy_in(head.keys, head.n * row_bytes, halves.data(), n * row_bytes));
+    LMKV_RETURN_IF_ERROR(
+        copy_in(head.block_nos, head.n * sizeof(int64_t), block_nos, n * sizeof(int64_t)));
+    if (options_.int8_screening) {
+      LMKV_RETURN_IF_ERROR(copy_in(head.codes, static_cast<size_t>(head.n) * options_.dim,
+                                   codes.data(), codes.size()));
+      LMKV_RETURN_IF_ERROR(copy_in(head.scales, head.n * sizeof(float), scales.data(),
+                                   scales.size() * sizeof(float)));
+    }
     head.n += static_cast<int32_t>(n);
     head.last_block = previous;
     return Status::Ok();
@@ -149,6 +215,16 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     return Status::Ok();
   }
 
+  Result<uint64_t> screening_fallbacks() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!fallbacks_.get()) return uint64_t{0};
+    LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.cuda_device));
+    uint64_t count = 0;
+    LMKV_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(&count, fallbacks_.get(), sizeof(count), cudaMemcpyDeviceToHost));
+    return count;
+  }
+
   size_t size(const HeadKey& key) const override {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = heads_.find(key);
@@ -161,18 +237,14 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     if (rows <= static_cast<size_t>(head.capacity)) return Status::Ok();
     size_t capacity = std::max<size_t>(1024, head.capacity);
     while (capacity < rows) capacity *= 2;
-    DeviceBuffer keys, blocks;
-    LMKV_RETURN_IF_ERROR(keys.reserve(capacity * options_.dim * sizeof(__half)));
-    LMKV_RETURN_IF_ERROR(blocks.reserve(capacity * sizeof(int64_t)));
-    if (head.n > 0) {
-      LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(keys.get(), head.keys.get(),
-                                           head.n * options_.dim * sizeof(__half),
-                                           cudaMemcpyDeviceToDevice));
-      LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(blocks.get(), head.block_nos.get(),
-                                           head.n * sizeof(int64_t), cudaMemcpyDeviceToDevice));
+    const size_t n = head.n, dim = options_.dim;
+    LMKV_RETURN_IF_ERROR(
+        regrow(head.keys, capacity * dim * sizeof(__half), n * dim * sizeof(__half)));
+    LMKV_RETURN_IF_ERROR(regrow(head.block_nos, capacity * sizeof(int64_t), n * sizeof(int64_t)));
+    if (options_.int8_screening) {
+      LMKV_RETURN_IF_ERROR(regrow(head.codes, capacity * dim, n * dim));
+      LMKV_RETURN_IF_ERROR(regrow(head.scales, capacity * sizeof(float), n * sizeof(float)));
     }
-    head.keys = std::move(keys);
-    head.block_nos = std::move(blocks);
     head.capacity = static_cast<int32_t>(capacity);
     return Status::Ok();
   }
@@ -180,57 +252,75 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
   // k <= 32: warps keep running top-32 lists in registers (index/kernels/warp_select.cuh).
   Status launch_warp_select(const SearchRequest& r, const kernels::HeadViews& views, int32_t most,
                             int64_t* block_nos, float* scores, cudaStream_t stream) {
-    LMKV_RETURN_IF_ERROR(ensure_select_capacity());
-    // A warp's landmarks are a serial chain of 32-row steps, so the work is cut into as many
-    // warps as the device holds at once: one full wave, no second wave nearly empty. A search
-    // with more (head, query) pairs than that (prefill) gives each block a whole head.
-    const int64_t pairs = int64_t{r.heads} * r.queries_per_head;
-    const int64_t blocks_per_pair = std::max<int64_t>(1, resident_select_blocks_ / pairs);
-    const int64_t warps_per_pair = blocks_per_pair * kernels::kSelectWarps;
-    const int keys_per_warp = static_cast<int>(
-        std::max<int64_t>(1, (most + 32 * warps_per_pair - 1) / (32 * warps_per_pair)) * 32);
-    const int keys_per_block = keys_per_warp * kernels::kSelectWarps;
-    const int chunks = std::max(1, (most + keys_per_block - 1) / keys_per_block);
-    LMKV_RETURN_IF_ERROR(partial_.reserve(size_t{r.heads} * r.queries_per_head * chunks *
-                                          kernels::kSelectK * sizeof(uint64_t)));
-    auto* lists = static_cast<uint64_t*>(partial_.get());
-    const dim3 pass1(chunks, r.queries_per_head, r.heads);
     const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
-    constexpr int kThreads = kernels::kSelectWarps * 32;
-    with_dim(options_.dim, [&](auto dim) {
+    return with_dim(options_.dim, [&](auto dim) -> Status {
       constexpr int D = decltype(dim)::value;
       constexpr int kStage = kernels::kSelectStageBytes<D>;
-      kernels::select_chunk_kernel<D><<<pass1, kThreads, kStage, stream>>>(
-          views, r.queries, queries, chunks, keys_per_warp, k, lists);
+      LMKV_ASSIGN_OR_RETURN(const RowSplit split,
+                            plan_pass_one(kernels::select_chunk_kernel<D>, kStage, r, most));
+      const dim3 pass1(split.chunks, r.queries_per_head, r.heads);
+      kernels::select_chunk_kernel<D><<<pass1, kernels::kSelectWarps * 32, kStage, stream>>>(
+          views, r.queries, queries, split.chunks, split.keys_per_warp, k, lists());
+      LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(
+          kernels::merge_lists_kernel, dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32,
+          stream, views, static_cast<const uint64_t*>(lists()), queries, split.chunks, k, block_nos,
+          scores));
+      return Status::Ok();
     });
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(
-        kernels::merge_lists_kernel, dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32,
-        stream, views, static_cast<const uint64_t*>(lists), queries, chunks, k, block_nos, scores));
-    return Status::Ok();
   }
 
-  // Opts the pass-1 kernel in to its dynamic shared memory (above 48 KB at d = 256) and counts
-  // the blocks of it the device holds at once, on the first search.
-  Status ensure_select_capacity() {
-    if (resident_select_blocks_ > 0) return Status::Ok();
-    cudaError_t error = cudaSuccess;
-    int per_sm = 0, sms = 0;
-    with_dim(options_.dim, [&](auto dim) {
+  // k <= 32 with screening: pass 1 lists the best bounds from the int8 codes, pass 2 rescores and
+  // proves (index/kernels/int8_screen.cuh).
+  Status launch_screened(const SearchRequest& r, const kernels::HeadViews& views,
+                         const kernels::CodeViews& codes, int32_t most, int64_t* block_nos,
+                         float* scores, cudaStream_t stream) {
+    if (!fallbacks_.get()) {
+      LMKV_RETURN_IF_ERROR(fallbacks_.reserve(sizeof(unsigned long long)));
+      LMKV_CUDA_RETURN_IF_ERROR(cudaMemset(fallbacks_.get(), 0, sizeof(unsigned long long)));
+    }
+    const int k = static_cast<int>(r.k), queries = static_cast<int>(r.queries_per_head);
+    auto* fallbacks = static_cast<unsigned long long*>(fallbacks_.get());
+    return with_dim(options_.dim, [&](auto dim) -> Status {
       constexpr int D = decltype(dim)::value;
-      constexpr int kStage = kernels::kSelectStageBytes<D>;
-      error = cudaFuncSetAttribute(kernels::select_chunk_kernel<D>,
-                                   cudaFuncAttributeMaxDynamicSharedMemorySize, kStage);
-      if (error != cudaSuccess) return;
-      error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, kernels::select_chunk_kernel<D>, kernels::kSelectWarps * 32, kStage);
+      constexpr int kStage = kernels::kScreenStageBytes<D>;
+      LMKV_ASSIGN_OR_RETURN(const RowSplit split,
+                            plan_pass_one(kernels::screen_chunk_kernel<D>, kStage, r, most));
+      // Few lists per (head, query) (prefill: one) leave the proof too little to stand on.
+      if (split.chunks < kernels::kMinScreenChunks) {
+        return launch_warp_select(r, views, most, block_nos, scores, stream);
+      }
+      const dim3 pass1(split.chunks, r.queries_per_head, r.heads);
+      kernels::screen_chunk_kernel<D><<<pass1, kernels::kSelectWarps * 32, kStage, stream>>>(
+          codes, r.queries, queries, split.chunks, lists());
+      LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+      LMKV_CUDA_RETURN_IF_ERROR(
+          launch_dependent(kernels::rescore_merge_kernel<D>, dim3(r.queries_per_head, r.heads),
+                           kernels::kMergeWarps * 32, stream, views, r.queries,
+                           static_cast<const uint64_t*>(lists()), queries, split.chunks, k,
+                           block_nos, scores, fallbacks));
+      return Status::Ok();
     });
-    LMKV_CUDA_RETURN_IF_ERROR(error);
-    LMKV_CUDA_RETURN_IF_ERROR(
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options_.cuda_device));
-    resident_select_blocks_ = std::max<int64_t>(1, int64_t{per_sm} * sms);
-    return Status::Ok();
   }
+
+  // Cuts the rows for a pass-1 kernel (counting the blocks of it the device holds at once on its
+  // first use) and makes room for the lists it writes: 32 sort keys per chunk of each pair.
+  template <typename Kernel>
+  Result<RowSplit> plan_pass_one(Kernel kernel, int stage_bytes, const SearchRequest& r,
+                                 int32_t most) {
+    const void* id = reinterpret_cast<const void*>(kernel);
+    auto it = resident_blocks_.find(id);
+    if (it == resident_blocks_.end()) {
+      LMKV_ASSIGN_OR_RETURN(const int64_t blocks,
+                            resident_blocks(kernel, stage_bytes, options_.cuda_device));
+      it = resident_blocks_.emplace(id, blocks).first;
+    }
+    const RowSplit split = split_rows(it->second, int64_t{r.heads} * r.queries_per_head, most);
+    LMKV_RETURN_IF_ERROR(partial_.reserve(size_t{r.heads} * r.queries_per_head * split.chunks *
+                                          kernels::kSelectK * sizeof(uint64_t)));
+    return split;
+  }
+  uint64_t* lists() const { return static_cast<uint64_t*>(partial_.get()); }
 
   // Larger k: each tile of 1024 landmarks is radix-sorted (index/kernels/landmark_topk.cuh).
   Status launch_sorting_select(const SearchRequest& r, const kernels::HeadViews& views,
@@ -265,14 +355,18 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
           fmt::format("k={} is too large for the GPU index (below {})", r.k, kernels::kTileKeys));
     }
     kernels::HeadViews views;
+    kernels::CodeViews codes;
     int32_t most = 0;
     bool any = false;
     for (uint32_t h = 0; h < r.heads; ++h) {
       auto it = heads_.find({r.sequence, r.layer, h});
       if (it == heads_.end()) continue;
       any = true;
-      views.heads[h] = {static_cast<const __half*>(it->second.keys.get()),
-                        static_cast<const int64_t*>(it->second.block_nos.get()), it->second.n};
+      const DeviceHead& head = it->second;
+      views.heads[h] = {static_cast<const __half*>(head.keys.get()),
+                        static_cast<const int64_t*>(head.block_nos.get()), head.n};
+      codes.heads[h] = {static_cast<const int8_t*>(head.codes.get()),
+                        static_cast<const float*>(head.scales.get()), head.n};
       most = std::max(most, it->second.n);
     }
     if (!any) {
@@ -284,7 +378,11 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     if (!scratch_free_.get()) LMKV_RETURN_IF_ERROR(scratch_free_.create());
     LMKV_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, scratch_free_.get(), 0));
     if (r.k <= static_cast<uint32_t>(kernels::kSelectK)) {
-      LMKV_RETURN_IF_ERROR(launch_warp_select(r, views, most, block_nos, scores, stream));
+      if (options_.int8_screening) {
+        LMKV_RETURN_IF_ERROR(launch_screened(r, views, codes, most, block_nos, scores, stream));
+      } else {
+        LMKV_RETURN_IF_ERROR(launch_warp_select(r, views, most, block_nos, scores, stream));
+      }
     } else {
       LMKV_RETURN_IF_ERROR(launch_sorting_select(r, views, most, block_nos, scores, stream));
     }
@@ -295,11 +393,12 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
   GpuFusedOptions options_;
   mutable std::mutex mu_;  // one search or add at a time: they share the scratch buffers
   std::unordered_map<HeadKey, DeviceHead, HeadKeyHash> heads_;
-  DeviceBuffer partial_;                // pass 1 output
-  int64_t resident_select_blocks_ = 0;  // pass-1 blocks the device runs at once
-  CudaEvent scratch_free_;              // recorded after the last search's pass 2
-  DeviceBuffer host_io_;                // queries and results of search()
-  std::vector<char> host_results_;      // search()'s results, copied back in one piece
+  DeviceBuffer partial_;                                      // pass 1 output
+  std::unordered_map<const void*, int64_t> resident_blocks_;  // per pass-1 kernel
+  DeviceBuffer fallbacks_;          // screened pairs answered by an exact scan (unsigned long long)
+  CudaEvent scratch_free_;          // recorded after the last search's pass 2
+  DeviceBuffer host_io_;            // queries and results of search()
+  std::vector<char> host_results_;  // search()'s results, copied back in one piece
 };
 
 }  // namespace

@@ -15,6 +15,13 @@ namespace lmkv {
 struct GpuFusedOptions {
   uint32_t dim = 128;   // 64, 128 or 256
   int cuda_device = 0;  // device holding the keys
+  // For k <= 32, a first pass over int8 copies of the keys (half the bytes) bounds every score;
+  // the best 64 bounds are rescored with the fp16 keys and the result is proven exact, or else
+  // computed by an exact scan (counted in screening_fallbacks). Results are the same bits either
+  // way. Costs 1 + 4/dim bytes of device memory per key element beside the 2 of fp16. The proof
+  // is loose for keys whose rows are dominated by a few large elements; see
+  // index/kernels/int8_screen.cuh.
+  bool int8_screening = true;
 };
 
 // Heads whose blocks are added in increasing block order only (as blocks seal): positions then
@@ -25,6 +32,9 @@ class GpuFusedIndex : public LandmarkIndex {
   // on `stream`. Device queries are not checked for NaN or infinity.
   virtual Status search_on_device(const SearchRequest& request, int64_t* block_nos, float* scores,
                                   CUstream_st* stream) = 0;
+  // (head, query) pairs whose screened search could not be proven exact and fell back on an exact
+  // scan, since the index was made. Waits for the searches enqueued so far.
+  virtual Result<uint64_t> screening_fallbacks() = 0;
 };
 
 Result<std::unique_ptr<GpuFusedIndex>> make_gpu_fused_index(const GpuFusedOptions& options);

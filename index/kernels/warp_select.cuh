@@ -30,16 +30,20 @@ __device__ __forceinline__ uint64_t warp_sort(uint64_t v, int lane) {
   return v;
 }
 
-// The best 32 of two ascending warp lists, ascending: the lane-wise minimum of one list and the
-// other reversed is bitonic and holds exactly those 32, so one bitonic merge sorts it.
-__device__ __forceinline__ uint64_t warp_merge(uint64_t best, uint64_t sorted, int lane) {
-  uint64_t v = min(best, __shfl_sync(0xffffffffu, sorted, 31 - lane));
+// A bitonic sequence (one value per lane), sorted ascending by one bitonic merge.
+__device__ __forceinline__ uint64_t bitonic_sort(uint64_t v, int lane) {
 #pragma unroll
   for (int stride = 16; stride > 0; stride /= 2) {
     const uint64_t other = __shfl_xor_sync(0xffffffffu, v, stride);
     v = (lane & stride) == 0 ? min(v, other) : max(v, other);
   }
   return v;
+}
+
+// The best 32 of two ascending warp lists, ascending: the lane-wise minimum of one list and the
+// other reversed is bitonic and holds exactly those 32.
+__device__ __forceinline__ uint64_t warp_merge(uint64_t best, uint64_t sorted, int lane) {
+  return bitonic_sort(min(best, __shfl_sync(0xffffffffu, sorted, 31 - lane)), lane);
 }
 
 // A warp's running top 32, and the k-th best below which a candidate matters.

@@ -2,11 +2,14 @@
 // arithmetic is exact, equal up to rounding on random keys; device outputs poisoned first.
 #include "index/gpu_fused_index.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <random>
 
+#include "index/clustered_keys.h"
 #include "index/faiss_cpu_index.h"
 #include "kvstore/cuda_util.h"
 #include "test_util.h"
@@ -33,8 +36,9 @@ struct Pair {
   std::unique_ptr<LandmarkIndex> cpu;
 };
 
-Pair make_pair(uint32_t dim) {
-  auto gpu = make_gpu_fused_index({dim, 0});
+// The GPU index screens with int8 codes unless `screening` is false.
+Pair make_pair(uint32_t dim, bool screening = true) {
+  auto gpu = make_gpu_fused_index({dim, 0, screening});
   auto cpu = make_faiss_cpu_index({FaissCpuKind::kFlat, dim});
   EXPECT_TRUE(gpu.ok()) << gpu.status().to_string();
   return {std::move(gpu).value(), std::move(cpu).value()};
@@ -188,6 +192,114 @@ TEST_F(GpuFusedIndexTest, DeviceSearchWritesEveryOutput) {
   cudaFree(d_q);
   cudaFree(d_blocks);
   cudaFree(d_scores);
+}
+
+// Screened and unscreened searches over the same keys, and the fallbacks the screened one counted.
+struct ScreenedPair {
+  std::unique_ptr<GpuFusedIndex> screened, exact;
+};
+
+ScreenedPair make_screened_pair(uint32_t dim) {
+  auto screened = make_gpu_fused_index({dim, 0, true});
+  auto exact = make_gpu_fused_index({dim, 0, false});
+  EXPECT_TRUE(screened.ok() && exact.ok());
+  return {std::move(screened).value(), std::move(exact).value()};
+}
+
+// Searches both and expects the same bits; returns the fallbacks this search added.
+uint64_t expect_same_bits(ScreenedPair& p, const SearchRequest& r, const std::string& what) {
+  const uint64_t before = p.screened->screening_fallbacks().value();
+  SearchResult screened, exact;
+  EXPECT_TRUE(p.screened->search(r, &screened).ok()) << what;
+  EXPECT_TRUE(p.exact->search(r, &exact).ok()) << what;
+  EXPECT_EQ(screened.block_nos, exact.block_nos) << what;
+  EXPECT_EQ(screened.scores, exact.scores) << what;
+  return p.screened->screening_fallbacks().value() - before;
+}
+
+void add_to_both(ScreenedPair& p, uint32_t head, const std::vector<float>& keys, size_t n,
+                 uint32_t dim) {
+  std::vector<uint64_t> blocks(n);
+  for (size_t i = 0; i < n; ++i) blocks[i] = 2 * i + 1;
+  ASSERT_TRUE(p.screened->add({5, 1, head}, blocks.data(), keys.data(), n).ok());
+  ASSERT_TRUE(p.exact->add({5, 1, head}, blocks.data(), keys.data(), n).ok());
+}
+
+// The screened search returns exactly the unscreened one's blocks and scores: on Gaussian keys
+// (where the proof should almost always hold) and on clustered keys with queries near a topic.
+TEST_F(GpuFusedIndexTest, ScreenedSearchEqualsUnscreenedBitForBit) {
+  std::mt19937_64 rng(test::fresh_seed());
+  std::normal_distribution<float> normal;
+  uint64_t large_fallbacks = 0, large_pairs = 0;
+  for (uint32_t dim : {64u, 128u, 256u}) {
+    ScreenedPair p = make_screened_pair(dim);
+    const std::vector<size_t> sizes = {21000, 3000, 700, 40, 1};
+    for (uint32_t h = 0; h < sizes.size(); ++h) {
+      std::vector<float> keys(sizes[h] * dim);
+      for (auto& v : keys) v = normal(rng);
+      add_to_both(p, h, keys, sizes[h], dim);
+    }
+    for (uint32_t queries : {1u, 5u}) {
+      for (uint32_t k : {1u, 4u, 16u, 32u}) {
+        std::vector<float> q(sizes.size() * queries * dim);
+        for (auto& v : q) v = normal(rng);
+        const std::string what = fmt::format("dim {} queries {} k {}", dim, queries, k);
+        expect_same_bits(p, {5, 1, uint32_t(sizes.size()), queries, k, q.data()}, what);
+        // The three large heads alone, whose fallbacks must be rare.
+        large_fallbacks +=
+            expect_same_bits(p, {5, 1, 3, queries, k, q.data()}, what + " large heads");
+        large_pairs += 3 * queries;
+      }
+    }
+    // A query with one element far above the rest (its integer form is coarse everywhere else).
+    std::vector<float> q(sizes.size() * dim);
+    for (auto& v : q) v = normal(rng);
+    q[5] = 3000.f;
+    expect_same_bits(p, {5, 1, uint32_t(sizes.size()), 1, 8, q.data()},
+                     fmt::format("dim {}, a query with an outlier", dim));
+  }
+  std::printf("Gaussian keys: %llu of %llu searches of large heads fell back\n",
+              static_cast<unsigned long long>(large_fallbacks),
+              static_cast<unsigned long long>(large_pairs));
+  EXPECT_LE(large_fallbacks * 10, large_pairs);
+  ScreenedPair p = make_screened_pair(128);
+  constexpr size_t kBlocks = 20000, kQueries = 8;
+  test::Clustered c = test::clustered_keys(rng, 128, kBlocks, kQueries);
+  add_to_both(p, 0, c.keys, kBlocks, 128);
+  for (uint32_t k : {4u, 32u}) {
+    const uint64_t fallbacks = expect_same_bits(p, {5, 1, 1, kQueries, k, c.queries.data()},
+                                                fmt::format("clustered k {}", k));
+    std::printf("clustered keys, k %u: %llu of %zu searches fell back\n", k,
+                static_cast<unsigned long long>(fallbacks), kQueries);
+  }
+}
+
+// Where no row stands out (equal keys, so every score ties) the bounds prove nothing: every
+// search falls back on the exact scan, which still breaks ties by the lower block.
+TEST_F(GpuFusedIndexTest, ScreeningFallsBackWhereItCannotProve) {
+  std::mt19937_64 rng(test::fresh_seed());
+  constexpr uint32_t kDim = 128, kHeads = 2, kQueries = 3, kK = 8;
+  ScreenedPair p = make_screened_pair(kDim);
+  std::vector<float> row(kDim);
+  for (auto& v : row) v = float(int(rng() % 7) - 3);
+  for (uint32_t h = 0; h < kHeads; ++h) {
+    std::vector<float> keys;
+    for (int i = 0; i < 5000; ++i) keys.insert(keys.end(), row.begin(), row.end());
+    add_to_both(p, h, keys, 5000, kDim);
+  }
+  std::vector<float> q(kHeads * kQueries * kDim);
+  for (auto& v : q) v = float(int(rng() % 5) - 2);
+  const SearchRequest r{5, 1, kHeads, kQueries, kK, q.data()};
+  EXPECT_EQ(expect_same_bits(p, r, "equal keys"), uint64_t{kHeads * kQueries});
+  SearchResult result;
+  ASSERT_TRUE(p.screened->search(r, &result).ok());
+  for (uint32_t i = 0; i < kK; ++i) EXPECT_EQ(result.block_nos[i], 2 * i + 1);
+  // A prefill-sized search (more pairs than the device runs blocks at once) takes the unscreened
+  // path: one list per pair could prove nothing, so nothing falls back.
+  constexpr uint32_t kPrefill = 2048;
+  std::vector<float> many(kHeads * kPrefill * kDim);
+  for (auto& v : many) v = float(int(rng() % 5) - 2);
+  EXPECT_EQ(expect_same_bits(p, {5, 1, kHeads, kPrefill, kK, many.data()}, "prefill"), 0u);
 }
 
 TEST_F(GpuFusedIndexTest, BadInputGetsAClearError) {

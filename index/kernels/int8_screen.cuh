@@ -1,0 +1,351 @@
+// The fused search's screened path for k <= 32: a first pass streams int8 copies of the landmark
+// keys (half the bytes of fp16) and ranks rows by an upper bound on their exact score; a second
+// pass rescores the best 64 bounds with the fp16 keys and proves the result exact, or else scans
+// the head's fp16 keys itself. Results are bit for bit those of the unscreened path.
+//
+// The bound. A row's fp16 key h has codes c and scale s (index/int8_landmarks.h): |h - s c| <= s/2
+// elementwise. The query q is split into integers Q = round(q / t), |Q| <= kQueryLevels, with
+// t = max |q| / kQueryLevels, so that |q - t Q| <= t/2 and Q . c is exact in integer arithmetic
+// (__dp4a on Q's high and low bytes). Then
+//   q . h <= s (q . c) + s ||q||_1 / 2 <= s (t (Q . c) + t 127 d / 2 + ||q||_1 / 2).
+// kScreenSlack widens each 1/2 to cover fp32 rounding (of the reduction across lanes, the
+// scaling, and the exact pass's own sums: each well under 2^-12 of these terms).
+//
+// The proof: every row outside the 64 rescored has a bound at most `floor`: the 64th best bound
+// the second pass saw, or the 32nd bound of a chunk's list (rows a chunk did not list). If the
+// exact k-th best score beats `floor`, no such row can enter the top k, ties included. Chunks take
+// their 32-row batches interleaved, so the best rows of one topic (consecutive blocks) spread over
+// all chunks instead of crowding one chunk's list.
+#pragma once
+
+#include <cuda_pipeline.h>
+
+#include "index/kernels/landmark_topk.cuh"
+#include "index/kernels/warp_dot.cuh"
+#include "index/kernels/warp_select.cuh"
+
+namespace lmkv::kernels {
+
+inline constexpr float kScreenSlack = 0.5f + 1.f / 128;
+inline constexpr int kQueryLevels = 127 * 256 + 127;  // Q = 256 * high + low, both int8
+inline constexpr int kRescored = 64;                  // rows rescored exactly per (head, query)
+inline constexpr int kMinScreenChunks = 4;            // fewer lists than this prove too little
+
+// One head's int8 keys as the screening pass sees them.
+struct CodeView {
+  const int8_t* codes = nullptr;  // [n][D]
+  const float* scales = nullptr;  // [n]
+  int32_t n = 0;
+};
+struct CodeViews {
+  CodeView heads[kMaxHeadsPerLaunch];
+};
+
+// A lane's L codes (L = D / 32: 2, 4 or 8) as words of four, zero-padded.
+template <int L>
+inline constexpr int kCodeWords = L < 4 ? 1 : L / 4;
+
+// This lane's codes of a staged row, read as whole words (not as L separate bytes, which would
+// take a register each).
+template <int L>
+__device__ __forceinline__ void load_code_words(const unsigned char* row, int lane,
+                                                int (&words)[kCodeWords<L>]) {
+  if constexpr (L == 2) {
+    words[0] = reinterpret_cast<const uint16_t*>(row)[lane];
+  } else {
+#pragma unroll
+    for (int w = 0; w < L / 4; ++w) words[w] = reinterpret_cast<const int*>(row + lane * L)[w];
+  }
+}
+
+// The query of one lane in integer form: high and low bytes of Q, packed four to a word like the
+// codes, and t.
+template <int L>
+struct IntegerQuery {
+  uint32_t high[kCodeWords<L>] = {}, low[kCodeWords<L>] = {};
+  float step = 0.f;   // t
+  float slack = 0.f;  // t 127 d / 2 + ||q||_1 / 2, widened by kScreenSlack
+};
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2)
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+
+template <int L>
+__device__ __forceinline__ IntegerQuery<L> integer_query(const float (&q)[L]) {
+  constexpr int D = 32 * L;
+  float largest = 0.f, l1 = 0.f;
+#pragma unroll
+  for (int i = 0; i < L; ++i) {
+    largest = fmaxf(largest, fabsf(q[i]));
+    l1 += fabsf(q[i]);
+  }
+  largest = warp_max(largest);
+  IntegerQuery<L> iq;
+  iq.step = largest / kQueryLevels;
+  iq.slack = kScreenSlack * (iq.step * 127.f * D + warp_sum(l1));
+#pragma unroll
+  for (int i = 0; i < L; ++i) {
+    const int level = iq.step > 0.f ? __float2int_rn(q[i] / iq.step) : 0;
+    const int clamped = max(-kQueryLevels, min(kQueryLevels, level));
+    const int high = (clamped + 128) >> 8;  // floor: low stays within [-128, 127]
+    const int low = clamped - 256 * high;
+    iq.high[i / 4] |= (static_cast<uint32_t>(high) & 0xFFu) << (8 * (i % 4));
+    iq.low[i / 4] |= (static_cast<uint32_t>(low) & 0xFFu) << (8 * (i % 4));
+  }
+  return iq;
+}
+
+// Q . c over this lane's dims, exact; as a float, rounded only past 2^24 (d = 256).
+template <int L>
+__device__ __forceinline__ float lane_code_dot(const IntegerQuery<L>& q,
+                                               const int (&words)[kCodeWords<L>]) {
+  int high = 0, low = 0;
+#pragma unroll
+  for (int w = 0; w < kCodeWords<L>; ++w) {
+    high = __dp4a(words[w], static_cast<int>(q.high[w]), high);
+    low = __dp4a(words[w], static_cast<int>(q.low[w]), low);
+  }
+  return static_cast<float>(256 * high + low);
+}
+
+// Starts copying `count` (1..32) rows of D codes and their 32 scales into a staging buffer (codes
+// first, then scales); the rest is zero-filled. One commit group.
+template <int D>
+__device__ __forceinline__ void stage_codes(unsigned char* stage, const int8_t* codes,
+                                            const float* scales, int count, int lane) {
+  constexpr int kPieces = D / 16;  // 16-byte copies per row
+#pragma unroll
+  for (int i = lane; i < 32 * kPieces; i += 32) {
+    const int row = i / kPieces, piece = i % kPieces;
+    const bool valid = row < count;
+    const int8_t* src = codes + static_cast<size_t>(valid ? row : 0) * D + piece * 16;
+    __pipeline_memcpy_async(stage + row * D + piece * 16, src, 16, valid ? 0 : 16);
+  }
+  if (lane < 8) {  // 32 scales, four per copy
+    const int valid = max(0, min(4, count - 4 * lane));
+    __pipeline_memcpy_async(stage + 32 * D + lane * 16, scales + (valid > 0 ? 4 * lane : 0), 16,
+                            (4 - valid) * 4);
+  }
+  __pipeline_commit();
+}
+
+// Bytes of one staging buffer (32 rows and their scales); each warp has two.
+template <int D>
+inline constexpr int kScreenBatchBytes = 32 * (D + sizeof(float));
+template <int D>
+inline constexpr int kScreenStageBytes = kSelectWarps * 2 * kScreenBatchBytes<D>;
+
+// Pass 1, like select_chunk_kernel but over codes: block (chunk, query, head) lists the 32 rows of
+// its chunk with the highest bounds, as ascending sort keys of (bound, position). Its chunk is
+// every (chunks * kSelectWarps)-th batch of 32 rows, warp w starting at batch chunk *
+// kSelectWarps + w. Each warp keeps two batches in flight: while it scores one, the next two are
+// being copied.
+template <int D>
+__global__ void __launch_bounds__(kSelectWarps * 32)
+    screen_chunk_kernel(const __grid_constant__ CodeViews views, const float* __restrict__ queries,
+                        int queries_per_head, int chunks, uint64_t* __restrict__ lists) {
+  constexpr int L = D / 32;
+  const int chunk = blockIdx.x, query = blockIdx.y, head = blockIdx.z;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const CodeView view = views.heads[head];
+  __shared__ uint64_t warp_lists[kSelectWarps][32];
+  let_dependent_grid_launch();
+
+  const float* q = queries + (static_cast<size_t>(head) * queries_per_head + query) * D + lane * L;
+  float q_reg[L];
+#pragma unroll
+  for (int i = 0; i < L; ++i) q_reg[i] = q[i];
+  const IntegerQuery<L> iq = integer_query<L>(q_reg);
+
+  extern __shared__ __align__(16) unsigned char screen_stage[];
+  auto stage_of = [&](int buffer) {
+    return screen_stage + (2 * warp + buffer) * kScreenBatchBytes<D>;
+  };
+  auto stage_batch = [&](int buffer, int row) {
+    if (row < view.n) {
+      stage_codes<D>(stage_of(buffer), view.codes + static_cast<size_t>(row) * D, view.scales + row,
+                     min(32, view.n - row), lane);
+    } else {
+      __pipeline_commit();  // an empty group keeps one group per batch
+    }
+  };
+
+  WarpTopk topk(kSelectK);
+  const int stride = chunks * kSelectWarps * 32;
+  const int first = (chunk * kSelectWarps + warp) * 32;
+  stage_batch(0, first);
+  stage_batch(1, first + stride);
+  for (int row = first, buffer = 0; row < view.n; row += stride, buffer ^= 1) {
+    const int count = min(32, view.n - row);
+    __pipeline_wait_prior(1);  // this batch's group is done; the next one may still run
+    __syncwarp();
+    // Rows past `count` were zero-filled: every row of the buffer is read at a fixed offset.
+    const unsigned char* stage = stage_of(buffer);
+    int raw[32][kCodeWords<L>];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) load_code_words<L>(stage + j * D, lane, raw[j]);
+    const float scale = reinterpret_cast<const float*>(stage + 32 * D)[lane];
+    __syncwarp();  // every lane has read the buffer before the copy after next overwrites it
+    stage_batch(buffer, row + 2 * stride);
+    float part[32];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) part[j] = j < count ? lane_code_dot<L>(iq, raw[j]) : 0.f;
+    reduce_scatter<16>(part, lane);
+    const float bound = scale * (iq.step * part[0] + iq.slack);
+    topk.push(lane < count ? sort_key(bound, row + lane) : kEmptySlot, lane);
+  }
+  block_merge<kSelectWarps>(topk, warp_lists, warp, lane);
+  if (warp == 0) {
+    lists[((static_cast<size_t>(head) * queries_per_head + query) * chunks + chunk) * 32 + lane] =
+        topk.best;
+  }
+}
+
+// A warp's running best 64 as ascending sort keys: lane l holds ranks l (low) and 32 + l (high).
+struct WarpTop64 {
+  uint64_t low = kEmptySlot, high = kEmptySlot;
+
+  // Adds an ascending list of 32 (one per lane). The lane-wise minimum and maximum of `low` and the
+  // list reversed are the lower and upper halves of their union, each bitonic; the upper half then
+  // competes with `high` for ranks 32 to 63.
+  __device__ __forceinline__ void merge_sorted(uint64_t sorted, int lane) {
+    if (__shfl_sync(0xffffffffu, sorted, 0) >= __shfl_sync(0xffffffffu, high, 31)) return;
+    const uint64_t reversed = __shfl_sync(0xffffffffu, sorted, 31 - lane);
+    const uint64_t upper = bitonic_sort(max(low, reversed), lane);
+    low = bitonic_sort(min(low, reversed), lane);
+    high = warp_merge(high, upper, lane);
+  }
+};
+
+// The bound of a list's last (32nd) entry, or -inf when the list is not full.
+__device__ __forceinline__ float last_bound(uint64_t list) {
+  const uint64_t last = __shfl_sync(0xffffffffu, list, 31);
+  return last == kEmptySlot ? -INFINITY : score_of(last);
+}
+
+// Exact fp16 scores of up to 32 rows of a head at `position` (one per lane, -1 for none), as sort
+// keys: the same per-lane sums and reduction as select_chunk_kernel, so the same bits.
+template <int L>
+__device__ __forceinline__ uint64_t rescore(const float (&q)[L], const __half* keys, int position,
+                                            int lane) {
+  constexpr int D = 32 * L;
+  Lanes<__half, L> raw[32];
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const int row = __shfl_sync(0xffffffffu, position, j);
+    raw[j] = row >= 0 ? *reinterpret_cast<const Lanes<__half, L>*>(
+                            keys + static_cast<size_t>(row) * D + lane * L)
+                      : Lanes<__half, L>{};
+  }
+  float part[32];
+  slice_dots<__half, L, 32>(
+      q, raw, 0, 32, [](float(&)[L], int) {}, part);
+  reduce_scatter<16>(part, lane);
+  return position >= 0 ? sort_key(part[0], position) : kEmptySlot;
+}
+
+// The exact scan the screened pass falls back on: block-wide top k of all of the head's rows.
+template <int L>
+__device__ __forceinline__ uint64_t exact_scan(const float (&q)[L], const HeadView& view, int k,
+                                               uint64_t (*warp_lists)[32], int warp, int lane) {
+  constexpr int D = 32 * L;
+  WarpTopk topk(k);
+  for (int row = warp * 32; row < view.n; row += kMergeWarps * 32) {
+    const int count = min(32, view.n - row);
+    const float s = warp_dot32<__half, L, kSharedRowsInFlight>(
+        q, view.keys + static_cast<size_t>(row) * D, count, lane, [](float(&)[L], int) {});
+    topk.push(lane < count ? sort_key(s, row + lane) : kEmptySlot, lane);
+  }
+  block_merge<kMergeWarps>(topk, warp_lists, warp, lane);
+  return topk.best;  // warp 0's holds the block's
+}
+
+// Pass 2. Block (query, head) merges the chunks' lists into the best 64 bounds, rescores those
+// with the fp16 keys, and writes the exact top k if the proof holds; else it scans the head and
+// counts one fallback. out[(head * queries + query) * k + rank].
+template <int D>
+__global__ void __launch_bounds__(kMergeWarps * 32)
+    rescore_merge_kernel(const __grid_constant__ HeadViews views, const float* __restrict__ queries,
+                         const uint64_t* __restrict__ lists, int queries_per_head, int chunks,
+                         int k, int64_t* __restrict__ out_blocks, float* __restrict__ out_scores,
+                         unsigned long long* __restrict__ fallbacks) {
+  constexpr int L = D / 32;
+  const int query = blockIdx.x, head = blockIdx.y;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const HeadView view = views.heads[head];
+  __shared__ uint64_t warp_lists[kMergeWarps][kRescored];
+  __shared__ float warp_floors[kMergeWarps];
+  __shared__ uint64_t exact[kRescored / 32][32];
+  __shared__ bool proven;
+  const size_t at = static_cast<size_t>(head) * queries_per_head + query;
+  float q_reg[L];
+#pragma unroll
+  for (int i = 0; i < L; ++i) q_reg[i] = queries[at * D + lane * L + i];
+  wait_for_prerequisite_grid();
+
+  // Warp w merges chunks w, w + kMergeWarps, ...; `floor` bounds every row it did not keep.
+  const uint64_t* mine = lists + at * chunks * 32;
+  WarpTop64 top;
+  float floor = -INFINITY;
+  for (int c = warp; c < chunks; c += kMergeWarps) {
+    const uint64_t list = mine[c * 32 + lane];
+    floor = fmaxf(floor, last_bound(list));
+    top.merge_sorted(list, lane);
+  }
+  // Then a tree: at each level the upper half of the warps hands its lists to the lower half.
+  for (int half = kMergeWarps / 2; half > 0; half /= 2) {
+    if (warp >= half && warp < 2 * half) {
+      warp_lists[warp][lane] = top.low;
+      warp_lists[warp][32 + lane] = top.high;
+      if (lane == 0) warp_floors[warp] = floor;
+    }
+    __syncthreads();
+    if (warp < half) {
+      top.merge_sorted(warp_lists[warp + half][lane], lane);
+      top.merge_sorted(warp_lists[warp + half][32 + lane], lane);
+      floor = fmaxf(floor, warp_floors[warp + half]);
+    }
+  }
+  if (warp == 0) {
+    floor = fmaxf(floor, last_bound(top.high));
+    warp_lists[0][lane] = top.low;
+    warp_lists[0][32 + lane] = top.high;
+  }
+  __syncthreads();
+  if (warp < kRescored / 32) {
+    const uint64_t candidate = warp_lists[0][warp * 32 + lane];
+    const int position = candidate == kEmptySlot ? -1 : static_cast<int>(uint32_t(candidate));
+    exact[warp][lane] = warp_sort(rescore<L>(q_reg, view.keys, position, lane), lane);
+  }
+  __syncthreads();
+  WarpTopk best(k);
+  if (warp == 0) {
+#pragma unroll
+    for (int w = 0; w < kRescored / 32; ++w) best.merge_sorted(exact[w][lane], lane);
+    const uint64_t kth = __shfl_sync(0xffffffffu, best.best, k - 1);
+    const bool nothing_unscored = floor == -INFINITY;
+    if (lane == 0) proven = nothing_unscored || (kth != kEmptySlot && score_of(kth) > floor);
+  }
+  __syncthreads();
+  uint64_t result = best.best;
+  if (!proven) {
+    result =
+        exact_scan<L>(q_reg, view, k, reinterpret_cast<uint64_t(*)[32]>(warp_lists), warp, lane);
+    if (threadIdx.x == 0) atomicAdd(fallbacks, 1ull);
+  }
+  if (warp == 0 && lane < k) {
+    out_blocks[at * k + lane] = result == kEmptySlot ? -1 : view.block_nos[uint32_t(result)];
+    out_scores[at * k + lane] = result == kEmptySlot ? -INFINITY : score_of(result);
+  }
+}
+
+}  // namespace lmkv::kernels
