@@ -194,12 +194,15 @@ void BM_Search_GpuFusedUnscreened(benchmark::State& state) {
   search_fused(state, &make_unscreened, cache);
 }
 
+// 2,048 and 4,096 landmarks (100k and 200k tokens) show where screening starts to pay.
 BENCHMARK(BM_Search_GpuFused)
     ->ArgsProduct({{655, 20971, 209715}, {4, 32}, {1, 512}})
+    ->ArgsProduct({{2048, 4096}, {4, 32}, {1}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Search_GpuFusedUnscreened)
     ->ArgsProduct({{655, 20971, 209715}, {4, 32}, {1, 512}})
+    ->ArgsProduct({{2048, 4096}, {4, 32}, {1}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 #endif

@@ -378,7 +378,7 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     if (!scratch_free_.get()) LMKV_RETURN_IF_ERROR(scratch_free_.create());
     LMKV_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, scratch_free_.get(), 0));
     if (r.k <= static_cast<uint32_t>(kernels::kSelectK)) {
-      if (options_.int8_screening) {
+      if (options_.int8_screening && most >= kernels::kMinScreenRows) {
         LMKV_RETURN_IF_ERROR(launch_screened(r, views, codes, most, block_nos, scores, stream));
       } else {
         LMKV_RETURN_IF_ERROR(launch_warp_select(r, views, most, block_nos, scores, stream));

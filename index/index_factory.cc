@@ -47,7 +47,8 @@ Result<std::unique_ptr<LandmarkIndex>> make_landmark_index(const IndexOptions& o
                                                         : IndexBackend::kFaissFlat;
   }
   if (backend == IndexBackend::kGpuFused) {
-    LMKV_ASSIGN_OR_RETURN(auto gpu, make_gpu_fused_index({options.dim, options.cuda_device}));
+    LMKV_ASSIGN_OR_RETURN(auto gpu, make_gpu_fused_index({options.dim, options.cuda_device,
+                                                          options.gpu_int8_screening}));
     return std::unique_ptr<LandmarkIndex>(std::move(gpu));
   }
   if (backend == IndexBackend::kFaissGpuFlat || backend == IndexBackend::kFaissGpuIvf) {

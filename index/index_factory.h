@@ -27,8 +27,9 @@ Result<IndexBackend> parse_index_backend(const std::string& name);
 
 struct IndexOptions {
   IndexBackend backend = IndexBackend::kAuto;
-  uint32_t dim = 128;     // landmark key dimension (the model's head dim)
-  int cuda_device = 0;    // for the GPU backends (and kAuto on a GPU machine)
+  uint32_t dim = 128;              // landmark key dimension (the model's head dim)
+  int cuda_device = 0;             // for the GPU backends (and kAuto on a GPU machine)
+  bool gpu_int8_screening = true;  // GpuFusedOptions::int8_screening
   FaissCpuOptions faiss;  // IVF (CPU and GPU) and HNSW parameters; kind and dim are set from above
 };
 

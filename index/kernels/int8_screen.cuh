@@ -30,6 +30,10 @@ inline constexpr float kScreenSlack = 0.5f + 1.f / 128;
 inline constexpr int kQueryLevels = 127 * 256 + 127;  // Q = 256 * high + low, both int8
 inline constexpr int kRescored = 64;                  // rows rescored exactly per (head, query)
 inline constexpr int kMinScreenChunks = 4;            // fewer lists than this prove too little
+// Below this many rows in a layer's largest head, the second pass's extra work (about 6 us on an
+// H100) costs more than the halved key bytes save. Measured on an H100, 32 heads of d = 128, one
+// query each: 28.7 us screened against 25.9 unscreened at 4,096 rows, 63 against 79 at 20,971.
+inline constexpr int kMinScreenRows = 8192;
 
 // One head's int8 keys as the screening pass sees them.
 struct CodeView {
@@ -41,32 +45,6 @@ struct CodeViews {
   CodeView heads[kMaxHeadsPerLaunch];
 };
 
-// A lane's L codes (L = D / 32: 2, 4 or 8) as words of four, zero-padded.
-template <int L>
-inline constexpr int kCodeWords = L < 4 ? 1 : L / 4;
-
-// This lane's codes of a staged row, read as whole words (not as L separate bytes, which would
-// take a register each).
-template <int L>
-__device__ __forceinline__ void load_code_words(const unsigned char* row, int lane,
-                                                int (&words)[kCodeWords<L>]) {
-  if constexpr (L == 2) {
-    words[0] = reinterpret_cast<const uint16_t*>(row)[lane];
-  } else {
-#pragma unroll
-    for (int w = 0; w < L / 4; ++w) words[w] = reinterpret_cast<const int*>(row + lane * L)[w];
-  }
-}
-
-// The query of one lane in integer form: high and low bytes of Q, packed four to a word like the
-// codes, and t.
-template <int L>
-struct IntegerQuery {
-  uint32_t high[kCodeWords<L>] = {}, low[kCodeWords<L>] = {};
-  float step = 0.f;   // t
-  float slack = 0.f;  // t 127 d / 2 + ||q||_1 / 2, widened by kScreenSlack
-};
-
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
@@ -74,14 +52,24 @@ __device__ __forceinline__ float warp_sum(float x) {
 }
 __device__ __forceinline__ float warp_max(float x) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2)
+  for (int offset = 16; offset > 0; offset /= 2) {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  }
   return x;
 }
 
-template <int L>
-__device__ __forceinline__ IntegerQuery<L> integer_query(const float (&q)[L]) {
-  constexpr int D = 32 * L;
+// The whole query in integer form, in every lane: the high and low bytes of Q packed four to a
+// word in dimension order (like the codes), t, and the bound's slack.
+template <int D>
+struct IntegerQuery {
+  int high[D / 4], low[D / 4];
+  float step;   // t
+  float slack;  // (t 127 d + ||q||_1) / 2, widened by kScreenSlack
+};
+
+// Builds it from each lane's slice q (dims [lane * L, +L), L = D / 32).
+template <int D, int L>
+__device__ __forceinline__ IntegerQuery<D> integer_query(const float (&q)[L], int lane) {
   float largest = 0.f, l1 = 0.f;
 #pragma unroll
   for (int i = 0; i < L; ++i) {
@@ -89,36 +77,48 @@ __device__ __forceinline__ IntegerQuery<L> integer_query(const float (&q)[L]) {
     l1 += fabsf(q[i]);
   }
   largest = warp_max(largest);
-  IntegerQuery<L> iq;
+  IntegerQuery<D> iq;
   iq.step = largest / kQueryLevels;
   iq.slack = kScreenSlack * (iq.step * 127.f * D + warp_sum(l1));
+  // This lane's L bytes of each, packed (two lanes share a word at L = 2).
+  constexpr int kWords = L < 4 ? 1 : L / 4;
+  uint32_t high[kWords] = {}, low[kWords] = {};
 #pragma unroll
   for (int i = 0; i < L; ++i) {
     const int level = iq.step > 0.f ? __float2int_rn(q[i] / iq.step) : 0;
     const int clamped = max(-kQueryLevels, min(kQueryLevels, level));
-    const int high = (clamped + 128) >> 8;  // floor: low stays within [-128, 127]
-    const int low = clamped - 256 * high;
-    iq.high[i / 4] |= (static_cast<uint32_t>(high) & 0xFFu) << (8 * (i % 4));
-    iq.low[i / 4] |= (static_cast<uint32_t>(low) & 0xFFu) << (8 * (i % 4));
+    const int h = (clamped + 128) >> 8;  // floor: the low byte stays within [-128, 127]
+    const int shift = 8 * ((lane * L + i) % 4);
+    high[i / 4] |= (static_cast<uint32_t>(h) & 0xFFu) << shift;
+    low[i / 4] |= (static_cast<uint32_t>(clamped - 256 * h) & 0xFFu) << shift;
+  }
+#pragma unroll
+  for (int g = 0; g < D / 4; ++g) {
+    if constexpr (L == 2) {
+      iq.high[g] =
+          __shfl_sync(0xffffffffu, high[0], 2 * g) | __shfl_sync(0xffffffffu, high[0], 2 * g + 1);
+      iq.low[g] =
+          __shfl_sync(0xffffffffu, low[0], 2 * g) | __shfl_sync(0xffffffffu, low[0], 2 * g + 1);
+    } else {
+      iq.high[g] = __shfl_sync(0xffffffffu, high[g % kWords], g / kWords);
+      iq.low[g] = __shfl_sync(0xffffffffu, low[g % kWords], g / kWords);
+    }
   }
   return iq;
 }
 
-// Q . c over this lane's dims, exact; as a float, rounded only past 2^24 (d = 256).
-template <int L>
-__device__ __forceinline__ float lane_code_dot(const IntegerQuery<L>& q,
-                                               const int (&words)[kCodeWords<L>]) {
-  int high = 0, low = 0;
-#pragma unroll
-  for (int w = 0; w < kCodeWords<L>; ++w) {
-    high = __dp4a(words[w], static_cast<int>(q.high[w]), high);
-    low = __dp4a(words[w], static_cast<int>(q.low[w]), low);
-  }
-  return static_cast<float>(256 * high + low);
-}
+// Staged rows are D codes plus 16 bytes of skew: the eight lanes of a quarter-warp, each reading 16
+// bytes of its own row at the same offset, then hit eight different bank groups.
+template <int D>
+inline constexpr int kStagedRowBytes = D + 16;
+// Bytes of one staging buffer (32 rows, then their 32 scales); each warp has two.
+template <int D>
+inline constexpr int kScreenBatchBytes = 32 * (kStagedRowBytes<D> + sizeof(float));
+template <int D>
+inline constexpr int kScreenStageBytes = kSelectWarps * 2 * kScreenBatchBytes<D>;
 
-// Starts copying `count` (1..32) rows of D codes and their 32 scales into a staging buffer (codes
-// first, then scales); the rest is zero-filled. One commit group.
+// Starts copying `count` (1..32) rows of D codes and their 32 scales into a staging buffer; the
+// rest is zero-filled. One commit group.
 template <int D>
 __device__ __forceinline__ void stage_codes(unsigned char* stage, const int8_t* codes,
                                             const float* scales, int count, int lane) {
@@ -128,27 +128,40 @@ __device__ __forceinline__ void stage_codes(unsigned char* stage, const int8_t* 
     const int row = i / kPieces, piece = i % kPieces;
     const bool valid = row < count;
     const int8_t* src = codes + static_cast<size_t>(valid ? row : 0) * D + piece * 16;
-    __pipeline_memcpy_async(stage + row * D + piece * 16, src, 16, valid ? 0 : 16);
+    __pipeline_memcpy_async(stage + row * kStagedRowBytes<D> + piece * 16, src, 16, valid ? 0 : 16);
   }
   if (lane < 8) {  // 32 scales, four per copy
     const int valid = max(0, min(4, count - 4 * lane));
-    __pipeline_memcpy_async(stage + 32 * D + lane * 16, scales + (valid > 0 ? 4 * lane : 0), 16,
-                            (4 - valid) * 4);
+    __pipeline_memcpy_async(stage + 32 * kStagedRowBytes<D> + lane * 16,
+                            scales + (valid > 0 ? 4 * lane : 0), 16, (4 - valid) * 4);
   }
   __pipeline_commit();
 }
 
-// Bytes of one staging buffer (32 rows and their scales); each warp has two.
+// Q . c of one staged row, exact (an int32 sum); as a float, rounded only past 2^24.
 template <int D>
-inline constexpr int kScreenBatchBytes = 32 * (D + sizeof(float));
-template <int D>
-inline constexpr int kScreenStageBytes = kSelectWarps * 2 * kScreenBatchBytes<D>;
+__device__ __forceinline__ float row_code_dot(const IntegerQuery<D>& q, const unsigned char* row) {
+  int high = 0, low = 0;
+#pragma unroll
+  for (int p = 0; p < D / 16; ++p) {
+    const int4 c = reinterpret_cast<const int4*>(row)[p];
+    high = __dp4a(c.x, q.high[4 * p], high);
+    high = __dp4a(c.y, q.high[4 * p + 1], high);
+    high = __dp4a(c.z, q.high[4 * p + 2], high);
+    high = __dp4a(c.w, q.high[4 * p + 3], high);
+    low = __dp4a(c.x, q.low[4 * p], low);
+    low = __dp4a(c.y, q.low[4 * p + 1], low);
+    low = __dp4a(c.z, q.low[4 * p + 2], low);
+    low = __dp4a(c.w, q.low[4 * p + 3], low);
+  }
+  return static_cast<float>(256 * high + low);
+}
 
 // Pass 1, like select_chunk_kernel but over codes: block (chunk, query, head) lists the 32 rows of
 // its chunk with the highest bounds, as ascending sort keys of (bound, position). Its chunk is
 // every (chunks * kSelectWarps)-th batch of 32 rows, warp w starting at batch chunk *
-// kSelectWarps + w. Each warp keeps two batches in flight: while it scores one, the next two are
-// being copied.
+// kSelectWarps + w. Lane j scores row j of each batch whole (no cross-lane reduction). Each warp
+// keeps two batches in flight: while it scores one, the next two are being copied.
 template <int D>
 __global__ void __launch_bounds__(kSelectWarps * 32)
     screen_chunk_kernel(const __grid_constant__ CodeViews views, const float* __restrict__ queries,
@@ -164,7 +177,7 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   float q_reg[L];
 #pragma unroll
   for (int i = 0; i < L; ++i) q_reg[i] = q[i];
-  const IntegerQuery<L> iq = integer_query<L>(q_reg);
+  const IntegerQuery<D> iq = integer_query<D, L>(q_reg, lane);
 
   extern __shared__ __align__(16) unsigned char screen_stage[];
   auto stage_of = [&](int buffer) {
@@ -185,23 +198,15 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   stage_batch(0, first);
   stage_batch(1, first + stride);
   for (int row = first, buffer = 0; row < view.n; row += stride, buffer ^= 1) {
-    const int count = min(32, view.n - row);
     __pipeline_wait_prior(1);  // this batch's group is done; the next one may still run
     __syncwarp();
-    // Rows past `count` were zero-filled: every row of the buffer is read at a fixed offset.
     const unsigned char* stage = stage_of(buffer);
-    int raw[32][kCodeWords<L>];
-#pragma unroll
-    for (int j = 0; j < 32; ++j) load_code_words<L>(stage + j * D, lane, raw[j]);
-    const float scale = reinterpret_cast<const float*>(stage + 32 * D)[lane];
+    const float dot = row_code_dot<D>(iq, stage + lane * kStagedRowBytes<D>);
+    const float scale = reinterpret_cast<const float*>(stage + 32 * kStagedRowBytes<D>)[lane];
     __syncwarp();  // every lane has read the buffer before the copy after next overwrites it
     stage_batch(buffer, row + 2 * stride);
-    float part[32];
-#pragma unroll
-    for (int j = 0; j < 32; ++j) part[j] = j < count ? lane_code_dot<L>(iq, raw[j]) : 0.f;
-    reduce_scatter<16>(part, lane);
-    const float bound = scale * (iq.step * part[0] + iq.slack);
-    topk.push(lane < count ? sort_key(bound, row + lane) : kEmptySlot, lane);
+    const float bound = scale * (iq.step * dot + iq.slack);
+    topk.push(row + lane < view.n ? sort_key(bound, row + lane) : kEmptySlot, lane);
   }
   block_merge<kSelectWarps>(topk, warp_lists, warp, lane);
   if (warp == 0) {
@@ -233,7 +238,8 @@ __device__ __forceinline__ float last_bound(uint64_t list) {
 }
 
 // Exact fp16 scores of up to 32 rows of a head at `position` (one per lane, -1 for none), as sort
-// keys: the same per-lane sums and reduction as select_chunk_kernel, so the same bits.
+// keys: the same per-lane sums and reduction as select_chunk_kernel, so the same bits. The head
+// has a row 0; -1 reads it, unconditionally, so that all 32 loads are in flight at once.
 template <int L>
 __device__ __forceinline__ uint64_t rescore(const float (&q)[L], const __half* keys, int position,
                                             int lane) {
@@ -242,9 +248,8 @@ __device__ __forceinline__ uint64_t rescore(const float (&q)[L], const __half* k
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
     const int row = __shfl_sync(0xffffffffu, position, j);
-    raw[j] = row >= 0 ? *reinterpret_cast<const Lanes<__half, L>*>(
-                            keys + static_cast<size_t>(row) * D + lane * L)
-                      : Lanes<__half, L>{};
+    raw[j] = *reinterpret_cast<const Lanes<__half, L>*>(
+        keys + static_cast<size_t>(max(row, 0)) * D + lane * L);
   }
   float part[32];
   slice_dots<__half, L, 32>(
@@ -324,7 +329,9 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   if (warp < kRescored / 32) {
     const uint64_t candidate = warp_lists[0][warp * 32 + lane];
     const int position = candidate == kEmptySlot ? -1 : static_cast<int>(uint32_t(candidate));
-    exact[warp][lane] = warp_sort(rescore<L>(q_reg, view.keys, position, lane), lane);
+    // view.n is the same for the whole block: a head without rows has nothing to rescore.
+    exact[warp][lane] =
+        view.n > 0 ? warp_sort(rescore<L>(q_reg, view.keys, position, lane), lane) : kEmptySlot;
   }
   __syncthreads();
   WarpTopk best(k);

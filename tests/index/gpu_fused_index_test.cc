@@ -284,8 +284,8 @@ TEST_F(GpuFusedIndexTest, ScreeningFallsBackWhereItCannotProve) {
   for (auto& v : row) v = float(int(rng() % 7) - 3);
   for (uint32_t h = 0; h < kHeads; ++h) {
     std::vector<float> keys;
-    for (int i = 0; i < 5000; ++i) keys.insert(keys.end(), row.begin(), row.end());
-    add_to_both(p, h, keys, 5000, kDim);
+    for (int i = 0; i < 9000; ++i) keys.insert(keys.end(), row.begin(), row.end());
+    add_to_both(p, h, keys, 9000, kDim);
   }
   std::vector<float> q(kHeads * kQueries * kDim);
   for (auto& v : q) v = float(int(rng() % 5) - 2);
@@ -300,6 +300,12 @@ TEST_F(GpuFusedIndexTest, ScreeningFallsBackWhereItCannotProve) {
   std::vector<float> many(kHeads * kPrefill * kDim);
   for (auto& v : many) v = float(int(rng() % 5) - 2);
   EXPECT_EQ(expect_same_bits(p, {5, 1, kHeads, kPrefill, kK, many.data()}, "prefill"), 0u);
+  // So does a layer whose heads are too small for screening to pay.
+  ScreenedPair small = make_screened_pair(kDim);
+  std::vector<float> keys;
+  for (int i = 0; i < 1000; ++i) keys.insert(keys.end(), row.begin(), row.end());
+  for (uint32_t h = 0; h < kHeads; ++h) add_to_both(small, h, keys, 1000, kDim);
+  EXPECT_EQ(expect_same_bits(small, r, "small heads"), 0u);
 }
 
 TEST_F(GpuFusedIndexTest, BadInputGetsAClearError) {
