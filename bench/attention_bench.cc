@@ -6,11 +6,13 @@
 // blocks in the GPU tier and with blocks in pinned host memory once the retrieved set is warm.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <random>
 
 #include "attention/gpu_attention.h"
+#include "attention/resident_decode.h"
 #include "attention/retrieval_attention.h"
 #include "index/gpu_fused_index.h"
 #include "kvstore/cuda_util.h"
@@ -193,8 +195,8 @@ struct Layer {
 
 Layer* layer(size_t context, bool gpu_resident, std::string* error) {
   static std::map<std::pair<size_t, bool>, std::unique_ptr<Layer>> cache;
-  auto& slot = cache[{context, gpu_resident}];
-  if (slot) return slot.get();
+  const std::pair<size_t, bool> key{context, gpu_resident};
+  if (auto it = cache.find(key); it != cache.end()) return it->second.get();
   cache.clear();  // one at a time: free the previous tiers
   auto l = std::make_unique<Layer>();
   const size_t blocks = context / kB;
@@ -234,8 +236,9 @@ Layer* layer(size_t context, bool gpu_resident, std::string* error) {
       return nullptr;
     }
   }
-  slot = std::move(l);
-  return slot.get();
+  Layer* made = l.get();
+  cache[key] = std::move(l);
+  return made;
 }
 
 void BM_RetrievalDecodeEndToEnd(benchmark::State& state) {
@@ -292,6 +295,72 @@ void BM_RetrievalDecodeEndToEnd(benchmark::State& state) {
 BENCHMARK(BM_RetrievalDecodeEndToEnd)
     ->ArgsProduct({{32'768, 131'072}, {1, 0, 2}})
     ->ArgNames({"context", "resident"})
+    ->Unit(benchmark::kMicrosecond);
+
+// Decode with every block pinned in the GPU tier (ResidentDecode): the fused search, the page
+// table and the attention kernels on one stream, queries, window and output on the device. The
+// time is one step's latency (launch to synchronisation); device_us is the stream time.
+void BM_ResidentDecode(benchmark::State& state) {
+  const size_t context = size_t(state.range(0));
+  std::string error;
+  Layer* l = layer(context, /*gpu_resident=*/true, &error);
+  if (l == nullptr) return state.SkipWithError(error.c_str());
+  ResidentDecodeOptions options;
+  options.heads = options.kv_heads = kHeads;
+  options.blocks_per_head = uint32_t(context / kB);
+  options.top_k = kTopK;
+  auto decode = ResidentDecode::open(*l->store, *l->index, options);
+  if (!decode.ok()) return state.SkipWithError(decode.status().to_string().c_str());
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<float> uniform(-1.f, 1.f);
+  std::vector<float> queries(kHeads * kDim);
+  for (auto& x : queries) x = uniform(rng);
+  const std::vector<uint16_t> window(size_t{kHeads} * kLocal * kDim, float_to_half_bits(0.1f));
+  DeviceBuffer d_queries, d_window, d_out;
+  CudaStream stream;
+  CudaEvent begin, end;
+  if (!d_queries.reserve(queries.size() * sizeof(float)).ok() ||
+      !d_window.reserve(window.size() * 2).ok() ||
+      !d_out.reserve(queries.size() * sizeof(float)).ok() || !stream.create().ok() ||
+      !begin.create().ok() || !end.create().ok()) {
+    return state.SkipWithError("device buffers");
+  }
+  cudaMemcpy(d_queries.get(), queries.data(), queries.size() * sizeof(float),
+             cudaMemcpyHostToDevice);
+  cudaMemcpy(d_window.get(), window.data(), window.size() * 2, cudaMemcpyHostToDevice);
+  ResidentDecodeInputs in;
+  in.queries = static_cast<const float*>(d_queries.get());
+  in.window_tokens = kLocal;
+  in.window_keys = in.window_values = d_window.get();
+  in.out = static_cast<float*>(d_out.get());
+  double device_ms = 0, enqueue_us = 0;
+  for (auto _ : state) {
+    cudaEventRecord(begin.get(), stream.get());
+    const auto enqueue = std::chrono::steady_clock::now();
+    Status s = (*decode)->step(in, stream.get());
+    enqueue_us +=
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - enqueue)
+            .count();
+    cudaEventRecord(end.get(), stream.get());
+    if (!s.ok() || cudaStreamSynchronize(stream.get()) != cudaSuccess) {
+      return state.SkipWithError(s.ok() ? "CUDA error" : s.to_string().c_str());
+    }
+    float ms = 0;
+    cudaEventElapsedTime(&ms, begin.get(), end.get());
+    device_ms += ms;
+  }
+  state.counters["device_us"] = device_ms * 1e3 / double(state.iterations());
+  // Host time to enqueue the step's launches.
+  state.counters["enqueue_us"] = enqueue_us / double(state.iterations());
+  state.counters["context"] = double(context);
+  state.counters["missing_blocks"] = double((*decode)->missing_blocks().value());
+}
+BENCHMARK(BM_ResidentDecode)
+    ->Arg(32'768)
+    ->Arg(131'072)
+    ->Arg(1'048'576)
+    ->ArgNames({"context"})
+    ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
 #endif  // LMKV_WITH_CUDA

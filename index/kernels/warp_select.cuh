@@ -9,42 +9,13 @@
 
 #include "index/kernels/landmark_topk.cuh"
 #include "index/kernels/warp_dot.cuh"
+#include "index/kernels/warp_sort.cuh"
 
 namespace lmkv::kernels {
 
 inline constexpr int kSelectK = 32;     // the largest k of this path: one slot per lane
 inline constexpr int kSelectWarps = 4;  // warps of a pass-1 block
 inline constexpr int kMergeWarps = 8;   // warps of a pass-2 block
-
-// One value per lane, sorted ascending across the warp (bitonic sort).
-__device__ __forceinline__ uint64_t warp_sort(uint64_t v, int lane) {
-#pragma unroll
-  for (int size = 2; size <= 32; size *= 2) {
-#pragma unroll
-    for (int stride = size / 2; stride > 0; stride /= 2) {
-      const uint64_t other = __shfl_xor_sync(0xffffffffu, v, stride);
-      const bool keep_min = ((lane & stride) == 0) == ((lane & size) == 0);
-      v = keep_min ? min(v, other) : max(v, other);
-    }
-  }
-  return v;
-}
-
-// A bitonic sequence (one value per lane), sorted ascending by one bitonic merge.
-__device__ __forceinline__ uint64_t bitonic_sort(uint64_t v, int lane) {
-#pragma unroll
-  for (int stride = 16; stride > 0; stride /= 2) {
-    const uint64_t other = __shfl_xor_sync(0xffffffffu, v, stride);
-    v = (lane & stride) == 0 ? min(v, other) : max(v, other);
-  }
-  return v;
-}
-
-// The best 32 of two ascending warp lists, ascending: the lane-wise minimum of one list and the
-// other reversed is bitonic and holds exactly those 32.
-__device__ __forceinline__ uint64_t warp_merge(uint64_t best, uint64_t sorted, int lane) {
-  return bitonic_sort(min(best, __shfl_sync(0xffffffffu, sorted, 31 - lane)), lane);
-}
 
 // A warp's running top 32, and the k-th best below which a candidate matters.
 struct WarpTopk {
