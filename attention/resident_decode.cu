@@ -103,6 +103,14 @@ class ResidentDecodeImpl final : public ResidentDecode {
       return Status::InvalidArgument(fmt::format(
           "resident decode step with a null pointer or a window of {} tokens", in.window_tokens));
     }
+    const BlockShape& shape = store_.shape();
+    const uint32_t k = options_.top_k, group = options_.heads / options_.kv_heads;
+    auto* found_blocks = static_cast<int64_t*>(found_blocks_.get());
+    auto* found_scores = static_cast<float*>(found_scores_.get());
+    LMKV_RETURN_IF_ERROR(index_.search_on_device(
+        {options_.sequence, options_.layer, options_.kv_heads, group, k, in.queries}, found_blocks,
+        found_scores, stream));
+    // Checked while the search runs: its results stay internal unless the counts agree.
     for (uint32_t g = 0; g < options_.kv_heads; ++g) {
       const size_t indexed = index_.size({options_.sequence, options_.layer, g});
       if (indexed != pinned_) {
@@ -112,13 +120,6 @@ class ResidentDecodeImpl final : public ResidentDecode {
             g, options_.sequence, options_.layer, indexed, pinned_));
       }
     }
-    const BlockShape& shape = store_.shape();
-    const uint32_t k = options_.top_k, group = options_.heads / options_.kv_heads;
-    auto* found_blocks = static_cast<int64_t*>(found_blocks_.get());
-    auto* found_scores = static_cast<float*>(found_scores_.get());
-    LMKV_RETURN_IF_ERROR(index_.search_on_device(
-        {options_.sequence, options_.layer, options_.kv_heads, group, k, in.queries}, found_blocks,
-        found_scores, stream));
     auto build = [&](auto* queries) {
       kernels::resident_page_table_kernel<<<options_.heads, 32, 0, stream>>>(
           found_blocks, found_scores, int(k), int(group),

@@ -173,10 +173,8 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   __shared__ uint64_t warp_lists[kSelectWarps][32];
   let_dependent_grid_launch();
 
-  const float* q = queries + (static_cast<size_t>(head) * queries_per_head + query) * D + lane * L;
   float q_reg[L];
-#pragma unroll
-  for (int i = 0; i < L; ++i) q_reg[i] = q[i];
+  load_query_slice<L>(queries, head, queries_per_head, query, lane, q_reg);
   const IntegerQuery<D> iq = integer_query<D, L>(q_reg, lane);
 
   extern __shared__ __align__(16) unsigned char screen_stage[];
@@ -293,8 +291,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   __shared__ bool proven;
   const size_t at = static_cast<size_t>(head) * queries_per_head + query;
   float q_reg[L];
-#pragma unroll
-  for (int i = 0; i < L; ++i) q_reg[i] = queries[at * D + lane * L + i];
+  load_query_slice<L>(queries, head, queries_per_head, query, lane, q_reg);
   wait_for_prerequisite_grid();
 
   // Warp w merges chunks w, w + kMergeWarps, ...; `floor` bounds every row it did not keep.

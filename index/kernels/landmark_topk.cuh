@@ -52,6 +52,18 @@ __device__ inline void load_halves(const __half* p, float* out) {
   }
 }
 
+// This lane's slice, dims [lane * L, +L), of query `query` of `head` (head-major queries of
+// d = 32 * L floats).
+template <int L>
+__device__ __forceinline__ void load_query_slice(const float* queries, int head,
+                                                 int queries_per_head, int query, int lane,
+                                                 float (&q)[L]) {
+  const float* p =
+      queries + (static_cast<size_t>(head) * queries_per_head + query) * (32 * L) + lane * L;
+#pragma unroll
+  for (int i = 0; i < L; ++i) q[i] = p[i];
+}
+
 __device__ inline uint64_t sort_key(float score, uint32_t position) {
   uint32_t bits = __float_as_uint(score);
   bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);  // ascending order of floats

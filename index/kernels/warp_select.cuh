@@ -87,10 +87,8 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   __shared__ uint64_t warp_lists[kSelectWarps][32];
   let_dependent_grid_launch();
 
-  const float* q = queries + (static_cast<size_t>(head) * queries_per_head + query) * D + lane * L;
   float q_reg[L];
-#pragma unroll
-  for (int i = 0; i < L; ++i) q_reg[i] = q[i];
+  load_query_slice<L>(queries, head, queries_per_head, query, lane, q_reg);
 
   extern __shared__ __align__(16) unsigned char select_stage[];
   __half* stage = reinterpret_cast<__half*>(select_stage) + warp * 32 * D;
