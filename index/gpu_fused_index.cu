@@ -65,7 +65,8 @@ Status regrow(DeviceBuffer& buffer, size_t bytes, size_t kept) {
 // each warp `keys_per_warp` (a multiple of 32) consecutive rows. A warp's rows are a serial chain
 // of 32-row steps, so the work is cut into as many warps as the device holds at once: one full
 // wave, no second wave nearly empty. A search with more (head, query) pairs than that (prefill)
-// gives each block a whole head.
+// gives each block a whole head. (The screening pass takes only `chunks`: its warps interleave
+// their 32-row batches.)
 struct RowSplit {
   int chunks = 1;
   int keys_per_warp = 32;
