@@ -13,6 +13,10 @@
 // blocks [0, blocks_per_head) of each head: step() checks the counts on the host. A block the
 // search returns that is not pinned (an index out of step with the store) is counted in
 // missing_blocks() and turns its head's output into NaN, never into a silently wrong result.
+//
+// One step or grow() at a time per object (they share its buffers); objects for different layers
+// may run on different streams at once. The index is the fused GPU index that make_landmark_index
+// returns for IndexBackend::kGpuFused (or kAuto on a GPU machine).
 #pragma once
 
 #include <cstdint>
