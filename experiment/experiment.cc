@@ -227,6 +227,7 @@ Result<ExperimentReport> run_experiment(const ExperimentConfig& c, const Progres
   LMKV_RETURN_IF_ERROR(store->erase(kSequence));  // a fresh run each time
   IndexOptions index_options;
   index_options.backend = c.backend;
+  index_options.gpu_int8_screening = c.int8_screening;
   index_options.dim = d;
   LMKV_ASSIGN_OR_RETURN(std::unique_ptr<LandmarkIndex> index, make_landmark_index(index_options));
   report.index_backend = index->name();

@@ -32,6 +32,7 @@ struct ExperimentConfig {
   std::string data_dir = "./lmkv-data";
   bool keep_data = false;  // leave the experiment's blocks in data_dir afterwards
   IndexBackend backend = IndexBackend::kAuto;
+  bool int8_screening = true;  // the fused GPU search's screening pass (GpuFusedOptions)
   LandmarkSource landmark = LandmarkSource::kGiven;
   uint32_t queries = 64;       // decode queries; the first ones find the needles
   uint32_t exact_queries = 2;  // queries also computed by exact attention over every block

@@ -74,6 +74,9 @@ ExperimentFlags::ExperimentFlags(CLI::App* e) {
                 "Landmark index: auto, faiss-flat, faiss-ivf, faiss-hnsw, gpu-fused, "
                 "faiss-gpu-flat or faiss-gpu-ivf")
       ->capture_default_str();
+  e->add_flag("!--no-int8-screening", command_.config.int8_screening,
+              "Score every fp16 landmark key in the fused GPU search, without its int8 first "
+              "pass (the results are the same; only the time differs)");
   e->add_option("--landmark", landmark_,
                 "Landmark keys: given (the generator's block direction), mean (of the block's "
                 "keys) or representative (its most central key)")

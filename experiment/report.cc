@@ -37,6 +37,7 @@ json report_object(const ExperimentReport& r) {
                  {"host_capacity_bytes", c.host_capacity_bytes},
                  {"data_dir", c.data_dir},
                  {"backend", index_backend_name(c.backend)},
+                 {"int8_screening", c.int8_screening},
                  {"landmark", landmark_source_name(c.landmark)},
                  {"queries", c.queries},
                  {"exact_queries", c.exact_queries},

@@ -45,11 +45,12 @@ TEST(LmkvExperiment, SmallRunReportsEveryFieldAndFindsEveryNeedle) {
   const Outcome o = run_lmkv(
       "experiment --tokens 20000 --layers 2 --heads 4 --kv-heads 2 "
       "--top-k 400 --queries 12 --exact-queries 2 --host-capacity 12M "
-      "--device cpu --landmark given --quiet --data-dir " +
+      "--device cpu --landmark given --no-int8-screening --quiet --data-dir " +
       dir.sub("data") + " --json " + json_path + " --csv " + csv_path);
   ASSERT_EQ(o.exit_code, 0) << o.output;
   EXPECT_NE(o.output.find("needle recall"), std::string::npos) << o.output;
   const nlohmann::json j = nlohmann::json::parse(read_file(json_path));
+  EXPECT_FALSE(j["config"]["int8_screening"].get<bool>());
   for (const char* field :
        {"config", "device", "index_backend", "blocks_per_head", "ingest", "needle_recall",
         "relative_error", "decode_step_us", "store", "peak_bytes", "hit_rate", "total_seconds"}) {
@@ -87,6 +88,7 @@ TEST(LmkvExperiment, SeveralLengthsGiveOneRunEachAndARecallHeatMap) {
   const nlohmann::json j = nlohmann::json::parse(read_file(json_path));
   ASSERT_EQ(j["runs"].size(), 2u);
   EXPECT_EQ(j["runs"][0]["config"]["tokens"].get<int>(), 5000);
+  EXPECT_TRUE(j["runs"][0]["config"]["int8_screening"].get<bool>());
   EXPECT_EQ(j["runs"][1]["config"]["tokens"].get<int>(), 12000);
   for (const auto& run : j["runs"]) EXPECT_EQ(run["needle_recall"].size(), 9u);
   const std::string csv = read_file(csv_path);
