@@ -126,17 +126,9 @@ __device__ __forceinline__ float tile_scores(const float (&q)[L], const T* keys,
 template <typename T, int L, int N = kRowsInFlight<L>>
 __device__ __forceinline__ void tile_accumulate(Softmax<L>& state, float score, const T* values,
                                                 int count, int lane) {
-  float tile_max = score;
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-  }
-  const float m = fmaxf(state.m, tile_max);
+  const float m = fmaxf(state.m, warp_max(score));
   const float p = lane < count ? __expf(score - m) : 0.f;
-  float p_sum = p;
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2)
-    p_sum += __shfl_xor_sync(0xffffffffu, p_sum, offset);
+  const float p_sum = warp_sum(p);
   const float c = __expf(state.m - m);  // 0 while the state is empty (m = -inf)
   state.z = state.z * c + p_sum;
 #pragma unroll

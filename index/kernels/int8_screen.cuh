@@ -45,19 +45,6 @@ struct CodeViews {
   CodeView heads[kMaxHeadsPerLaunch];
 };
 
-__device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) {
-    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  }
-  return x;
-}
-
 // The whole query in integer form, in every lane: the high and low bytes of Q packed four to a
 // word in dimension order (like the codes), t, and the bound's slack.
 template <int D>

@@ -14,6 +14,8 @@
 #include <cub/block/block_radix_sort.cuh>
 #include <type_traits>
 
+#include "index/kernels/warp_dot.cuh"
+
 namespace lmkv::kernels {
 
 // One head's landmarks as the kernels see them.
@@ -137,8 +139,7 @@ __global__ void __launch_bounds__(kTopkThreads)
       float s = 0.f;
 #pragma unroll
       for (int i = 0; i < kPerLane; ++i) s = fmaf(key_part[u][i], q_reg[i], s);
-#pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2) s += __shfl_xor_sync(0xFFFFFFFFu, s, offset);
+      s = warp_sum(s);
       if (lane == 0) scores[j0 + u] = s;
     }
   }
