@@ -10,6 +10,7 @@
 #include "attention/kernels/landmark_attention.cuh"
 #include "attention/kernels/staged_attention.cuh"
 #include "kvstore/cuda_util.h"
+#include "kvstore/dependent_launch.cuh"
 
 namespace lmkv {
 
@@ -31,11 +32,13 @@ template <typename T, int D>
 Status launch(const kernels::AttentionParams& p, cudaStream_t stream) {
   const int64_t warps = int64_t(p.rows) * p.parts;
   const int64_t ctas = (warps * 32 + kThreads - 1) / kThreads;
-  kernels::landmark_attention_parts<T, D><<<unsigned(ctas), kThreads, 0, stream>>>(p);
-  LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  // Both launches overlap the kernel before them (kvstore/dependent_launch.cuh): decode steps
+  // are short enough for launch latency to matter.
+  LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(kernels::landmark_attention_parts<T, D>,
+                                             dim3(unsigned(ctas)), dim3(kThreads), stream, p));
   if (p.parts > 1) {
-    kernels::landmark_attention_merge<D><<<unsigned(p.rows), D, 0, stream>>>(p);
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(kernels::landmark_attention_merge<D>,
+                                               dim3(unsigned(p.rows)), dim3(D), stream, p));
   }
   return Status::Ok();
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "attention/kernels/resident_page_table.cuh"
@@ -120,20 +121,21 @@ class ResidentDecodeImpl final : public ResidentDecode {
             g, options_.sequence, options_.layer, indexed, pinned_));
       }
     }
+    // A programmatic dependent of the search's last kernel, as the attention is of this one.
     auto build = [&](auto* queries) {
-      kernels::resident_page_table_kernel<<<options_.heads, 32, 0, stream>>>(
-          found_blocks, found_scores, int(k), int(group),
-          static_cast<const int32_t*>(slot_device_.get()), int(stride_), int(pinned_), in.queries,
-          int(shape.head_dim), queries, static_cast<int32_t*>(slots_.get()),
-          static_cast<float*>(scores_.get()), static_cast<int64_t*>(block_nos_.get()),
+      using T = std::remove_pointer_t<decltype(queries)>;
+      return launch_dependent(
+          kernels::resident_page_table_kernel<T>, dim3(options_.heads), dim3(32), stream,
+          static_cast<const int64_t*>(found_blocks), static_cast<const float*>(found_scores),
+          int(k), int(group), static_cast<const int32_t*>(slot_device_.get()), int(stride_),
+          int(pinned_), static_cast<const float*>(in.queries), int(shape.head_dim), queries,
+          static_cast<int32_t*>(slots_.get()), static_cast<float*>(scores_.get()),
+          static_cast<int64_t*>(block_nos_.get()),
           static_cast<unsigned long long*>(missing_.get()));
     };
-    if (shape.dtype == DType::kBFloat16) {
-      build(static_cast<__nv_bfloat16*>(queries_.get()));
-    } else {
-      build(static_cast<__half*>(queries_.get()));
-    }
-    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    LMKV_CUDA_RETURN_IF_ERROR(shape.dtype == DType::kBFloat16
+                                  ? build(static_cast<__nv_bfloat16*>(queries_.get()))
+                                  : build(static_cast<__half*>(queries_.get())));
 
     GpuAttentionArgs a;
     a.tokens = 1;

@@ -16,6 +16,7 @@
 #include "index/kernels/landmark_topk.cuh"
 #include "index/kernels/warp_select.cuh"
 #include "kvstore/cuda_util.h"
+#include "kvstore/dependent_launch.cuh"
 
 namespace lmkv {
 namespace {
@@ -33,8 +34,8 @@ auto with_dim(uint32_t dim, F&& f) {
   }
 }
 
-// One head's keys (fp16, and int8 codes with row scales when screening) and block numbers on the
-// device, grown by doubling.
+// One head's keys (fp16, and int8 codes in tiles of 32 rows with row scales when screening) and
+// block numbers on the device, grown by doubling (capacity stays a multiple of 32).
 struct DeviceHead {
   DeviceBuffer keys, block_nos, codes, scales;
   int32_t n = 0;
@@ -49,7 +50,8 @@ Status copy_in(DeviceBuffer& to, size_t at, const void* from, size_t bytes) {
   return Status::Ok();
 }
 
-// Replaces `buffer` by one of `bytes`, keeping its first `kept` bytes.
+// Replaces `buffer` by one of `bytes`, keeping its first `kept` bytes; the rest reads as zeros
+// (the screening pass reads whole tiles, past a head's last row).
 Status regrow(DeviceBuffer& buffer, size_t bytes, size_t kept) {
   DeviceBuffer bigger;
   LMKV_RETURN_IF_ERROR(bigger.reserve(bytes));
@@ -57,6 +59,7 @@ Status regrow(DeviceBuffer& buffer, size_t bytes, size_t kept) {
     LMKV_CUDA_RETURN_IF_ERROR(
         cudaMemcpy(bigger.get(), buffer.get(), kept, cudaMemcpyDeviceToDevice));
   }
+  LMKV_CUDA_RETURN_IF_ERROR(cudaMemset(static_cast<char*>(bigger.get()) + kept, 0, bytes - kept));
   buffer = std::move(bigger);
   return Status::Ok();
 }
@@ -93,24 +96,6 @@ Result<int64_t> resident_blocks(Kernel kernel, int stage_bytes, int device) {
       &per_sm, kernel, kernels::kSelectWarps * 32, stage_bytes));
   LMKV_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   return std::max<int64_t>(1, int64_t{per_sm} * sms);
-}
-
-// Launches a pass-2 kernel as a programmatic dependent of the pass-1 kernel before it on `stream`
-// (sm_90): its launch overlaps pass 1, and it waits in-kernel (wait_for_prerequisite_grid) for
-// pass 1's results.
-template <typename... Params, typename... Args>
-cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
-                             Args&&... args) {
-  cudaLaunchAttribute overlap[1] = {};
-  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  overlap[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.stream = stream;
-  config.attrs = overlap;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 
 class GpuFusedIndexImpl final : public GpuFusedIndex {
@@ -157,8 +142,7 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     LMKV_RETURN_IF_ERROR(
         copy_in(head.block_nos, head.n * sizeof(int64_t), block_nos, n * sizeof(int64_t)));
     if (options_.int8_screening) {
-      LMKV_RETURN_IF_ERROR(copy_in(head.codes, static_cast<size_t>(head.n) * options_.dim,
-                                   codes.data(), codes.size()));
+      LMKV_RETURN_IF_ERROR(add_codes(head, codes, n));
       LMKV_RETURN_IF_ERROR(copy_in(head.scales, head.n * sizeof(float), scales.data(),
                                    scales.size() * sizeof(float)));
     }
@@ -243,10 +227,31 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
         regrow(head.keys, capacity * dim * sizeof(__half), n * dim * sizeof(__half)));
     LMKV_RETURN_IF_ERROR(regrow(head.block_nos, capacity * sizeof(int64_t), n * sizeof(int64_t)));
     if (options_.int8_screening) {
-      LMKV_RETURN_IF_ERROR(regrow(head.codes, capacity * dim, n * dim));
+      const size_t whole_tiles = (n + kernels::kCodeTileRows - 1) / kernels::kCodeTileRows;
+      LMKV_RETURN_IF_ERROR(
+          regrow(head.codes, capacity * dim, whole_tiles * kernels::kCodeTileRows * dim));
       LMKV_RETURN_IF_ERROR(regrow(head.scales, capacity * sizeof(float), n * sizeof(float)));
     }
     head.capacity = static_cast<int32_t>(capacity);
+    return Status::Ok();
+  }
+
+  // Writes n row-major rows of codes after the head's last row, in tiles (kernels::code_offset):
+  // copied in, then scattered by a kernel.
+  Status add_codes(DeviceHead& head, const std::vector<int8_t>& codes, size_t n) {
+    LMKV_RETURN_IF_ERROR(add_staging_.reserve(codes.size()));
+    LMKV_RETURN_IF_ERROR(copy_in(add_staging_, 0, codes.data(), codes.size()));
+    constexpr int kThreads = 256;
+    const size_t pieces = n * options_.dim / 16;
+    const auto blocks = static_cast<unsigned>((pieces + kThreads - 1) / kThreads);
+    with_dim(options_.dim, [&](auto dim) {
+      kernels::tile_codes_kernel<decltype(dim)::value><<<blocks, kThreads>>>(
+          static_cast<const int8_t*>(add_staging_.get()), static_cast<int>(n),
+          static_cast<size_t>(head.n), static_cast<int8_t*>(head.codes.get()));
+    });
+    LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    // The staging buffer is reused by the next add: wait for the scatter (adds are synchronous).
+    LMKV_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(nullptr));
     return Status::Ok();
   }
 
@@ -284,15 +289,14 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     auto* fallbacks = static_cast<unsigned long long*>(fallbacks_.get());
     return with_dim(options_.dim, [&](auto dim) -> Status {
       constexpr int D = decltype(dim)::value;
-      constexpr int kStage = kernels::kScreenStageBytes<D>;
       LMKV_ASSIGN_OR_RETURN(const RowSplit split,
-                            plan_pass_one(kernels::screen_chunk_kernel<D>, kStage, r, most));
+                            plan_pass_one(kernels::screen_chunk_kernel<D>, 0, r, most));
       // Few lists per (head, query) (prefill: one) leave the proof too little to stand on.
       if (split.chunks < kernels::kMinScreenChunks) {
         return launch_warp_select(r, views, most, block_nos, scores, stream);
       }
       const dim3 pass1(split.chunks, r.queries_per_head, r.heads);
-      kernels::screen_chunk_kernel<D><<<pass1, kernels::kSelectWarps * 32, kStage, stream>>>(
+      kernels::screen_chunk_kernel<D><<<pass1, kernels::kSelectWarps * 32, 0, stream>>>(
           codes, r.queries, queries, split.chunks, lists());
       LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
       LMKV_CUDA_RETURN_IF_ERROR(
@@ -399,6 +403,7 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
   DeviceBuffer fallbacks_;          // screened pairs answered by an exact scan (unsigned long long)
   CudaEvent scratch_free_;          // recorded after the last search's pass 2
   DeviceBuffer host_io_;            // queries and results of search()
+  DeviceBuffer add_staging_;        // an add's row-major codes, before tiling
   std::vector<char> host_results_;  // search()'s results, copied back in one piece
 };
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "index/kernels/warp_dot.cuh"
+#include "kvstore/dependent_launch.cuh"
 
 namespace lmkv {
 namespace kernels {
@@ -255,6 +256,8 @@ __global__ void __launch_bounds__(128)
   constexpr int L = D / 32;
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
+  let_dependent_grid_launch();
+  wait_for_prerequisite_grid();
   if (warp >= int64_t(p.rows) * p.parts) return;
   const int row = int(warp / p.parts), part = int(warp % p.parts);
   const int t = row / p.heads, h = row % p.heads, g = h / p.group;
@@ -296,6 +299,7 @@ __global__ void __launch_bounds__(128)
 template <int D>
 __global__ void __launch_bounds__(D) landmark_attention_merge(AttentionParams p) {
   const int row = blockIdx.x, i = threadIdx.x;
+  wait_for_prerequisite_grid();
   const float* partial = p.partial + int64_t(row) * p.parts * (D + 2);
   float m = -INFINITY;
   for (int s = 0; s < p.parts; ++s) m = fmaxf(m, partial[s * (D + 2)]);

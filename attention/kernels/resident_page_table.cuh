@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "index/kernels/warp_sort.cuh"
+#include "kvstore/dependent_launch.cuh"
 
 namespace lmkv::kernels {
 
@@ -18,7 +19,8 @@ __device__ __forceinline__ void from_float(float x, __nv_bfloat16* out) {
 }
 
 // One warp per row. found_* are the search's [heads][k] results (head-major, which for one token
-// is row order); slot_of[g * stride + b] is KV head g's block b's slot, for b < pinned.
+// is row order); slot_of[g * stride + b] is KV head g's block b's slot, for b < pinned. Launched
+// as a dependent of the search's last kernel, and the attention as a dependent of this one.
 template <typename T>
 __global__ void __launch_bounds__(32)
     resident_page_table_kernel(const int64_t* __restrict__ found_blocks,
@@ -30,6 +32,8 @@ __global__ void __launch_bounds__(32)
                                unsigned long long* __restrict__ missing) {
   const int row = blockIdx.x, lane = threadIdx.x, g = row / group;
   const size_t at = static_cast<size_t>(row) * k;
+  let_dependent_grid_launch();
+  wait_for_prerequisite_grid();
   const int64_t block = lane < k ? found_blocks[at + lane] : -1;
   const float score = lane < k ? found_scores[at + lane] : 0.f;
   const bool known = lane >= k || (block >= 0 && block < pinned);

@@ -18,8 +18,6 @@
 // all chunks instead of crowding one chunk's list.
 #pragma once
 
-#include <cuda_pipeline.h>
-
 #include "index/kernels/landmark_topk.cuh"
 #include "index/kernels/warp_dot.cuh"
 #include "index/kernels/warp_select.cuh"
@@ -37,8 +35,8 @@ inline constexpr int kMinScreenRows = 8192;
 
 // One head's int8 keys as the screening pass sees them.
 struct CodeView {
-  const int8_t* codes = nullptr;  // [n][D]
-  const float* scales = nullptr;  // [n]
+  const int8_t* codes = nullptr;  // whole tiles of 32 rows (code_offset)
+  const float* scales = nullptr;  // [n], allocated to whole tiles
   int32_t n = 0;
 };
 struct CodeViews {
@@ -94,44 +92,57 @@ __device__ __forceinline__ IntegerQuery<D> integer_query(const float (&q)[L], in
   return iq;
 }
 
-// Staged rows are D codes plus 16 bytes of skew: the eight lanes of a quarter-warp, each reading 16
-// bytes of its own row at the same offset, then hit eight different bank groups.
+// Codes lie in tiles of 32 rows: piece p (16 bytes, dims [16 p, 16 p + 16)) of row r sits at
+// code_offset(r, p). One warp-wide load of a piece of a tile (lane j: row j) is then 512
+// contiguous bytes, so each lane streams its own row straight into registers: no staging through
+// shared memory, and no cross-lane reduction.
+inline constexpr int kCodeTileRows = 32;
 template <int D>
-inline constexpr int kStagedRowBytes = D + 16;
-// Bytes of one staging buffer (32 rows, then their 32 scales); each warp has two.
-template <int D>
-inline constexpr int kScreenBatchBytes = 32 * (kStagedRowBytes<D> + sizeof(float));
-template <int D>
-inline constexpr int kScreenStageBytes = kSelectWarps * 2 * kScreenBatchBytes<D>;
-
-// Starts copying `count` (1..32) rows of D codes and their 32 scales into a staging buffer; the
-// rest is zero-filled. One commit group.
-template <int D>
-__device__ __forceinline__ void stage_codes(unsigned char* stage, const int8_t* codes,
-                                            const float* scales, int count, int lane) {
-  constexpr int kPieces = D / 16;  // 16-byte copies per row
-#pragma unroll
-  for (int i = lane; i < 32 * kPieces; i += 32) {
-    const int row = i / kPieces, piece = i % kPieces;
-    const bool valid = row < count;
-    const int8_t* src = codes + static_cast<size_t>(valid ? row : 0) * D + piece * 16;
-    __pipeline_memcpy_async(stage + row * kStagedRowBytes<D> + piece * 16, src, 16, valid ? 0 : 16);
-  }
-  if (lane < 8) {  // 32 scales, four per copy
-    const int valid = max(0, min(4, count - 4 * lane));
-    __pipeline_memcpy_async(stage + 32 * kStagedRowBytes<D> + lane * 16,
-                            scales + (valid > 0 ? 4 * lane : 0), 16, (4 - valid) * 4);
-  }
-  __pipeline_commit();
+__host__ __device__ constexpr size_t code_offset(size_t row, int piece) {
+  return row / kCodeTileRows * kCodeTileRows * D + size_t(piece) * 16 * kCodeTileRows +
+         row % kCodeTileRows * 16;
 }
 
-// Q . c of one staged row, exact (an int32 sum); as a float, rounded only past 2^24.
+// Writes `count` row-major rows of D codes as rows [first, first + count) of a tiled array. One
+// thread per 16-byte piece.
 template <int D>
-__device__ __forceinline__ float row_code_dot(const IntegerQuery<D>& q, const unsigned char* row) {
+__global__ void tile_codes_kernel(const int8_t* __restrict__ rows, int count, size_t first,
+                                  int8_t* __restrict__ tiled) {
+  constexpr int kPieces = D / 16;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(count) * kPieces) return;
+  const int64_t row = i / kPieces;
+  const int piece = int(i % kPieces);
+  *reinterpret_cast<int4*>(tiled + code_offset<D>(first + row, piece)) =
+      *reinterpret_cast<const int4*>(rows + row * D + piece * 16);
+}
+
+// One tile as a lane sees it: its row's D codes and scale.
+template <int D>
+struct CodeBatch {
+  int4 piece[D / 16];
+  float scale;
+};
+
+// Loads the tile at `row` (a multiple of 32). Whole tiles of codes and scales are allocated, so
+// lanes past the head's last row read memory that exists (their bounds are discarded). Streaming
+// loads: a layer's codes are read once per search.
+template <int D>
+__device__ __forceinline__ void load_batch(CodeBatch<D>& batch, const CodeView& view, int row,
+                                           int lane) {
+  const int4* tile = reinterpret_cast<const int4*>(view.codes + size_t(row) * D);
+#pragma unroll
+  for (int p = 0; p < D / 16; ++p) batch.piece[p] = __ldcs(tile + p * kCodeTileRows + lane);
+  batch.scale = __ldcs(view.scales + row + lane);
+}
+
+// Q . c of one lane's row, exact (an int32 sum); as a float, rounded only past 2^24.
+template <int D>
+__device__ __forceinline__ float row_code_dot(const IntegerQuery<D>& q, const CodeBatch<D>& b) {
   int high = 0, low = 0;
 #pragma unroll
   for (int p = 0; p < D / 16; ++p) {
-    const int4 c = reinterpret_cast<const int4*>(row)[p];
+    const int4 c = b.piece[p];
     high = __dp4a(c.x, q.high[4 * p], high);
     high = __dp4a(c.y, q.high[4 * p + 1], high);
     high = __dp4a(c.z, q.high[4 * p + 2], high);
@@ -146,14 +157,15 @@ __device__ __forceinline__ float row_code_dot(const IntegerQuery<D>& q, const un
 
 // Pass 1, like select_chunk_kernel but over codes: block (chunk, query, head) lists the 32 rows of
 // its chunk with the highest bounds, as ascending sort keys of (bound, position). Its chunk is
-// every (chunks * kSelectWarps)-th batch of 32 rows, warp w starting at batch chunk *
-// kSelectWarps + w. Lane j scores row j of each batch whole (no cross-lane reduction). Each warp
-// keeps two batches in flight: while it scores one, the next two are being copied.
+// every (chunks * kSelectWarps)-th tile, warp w starting at tile chunk * kSelectWarps + w. Up to
+// d = 128 each warp loads its next tile before scoring the current one; at d = 256 the query
+// alone takes 128 registers, so it relies on the other warps to hide the loads.
 template <int D>
 __global__ void __launch_bounds__(kSelectWarps * 32)
     screen_chunk_kernel(const __grid_constant__ CodeViews views, const float* __restrict__ queries,
                         int queries_per_head, int chunks, uint64_t* __restrict__ lists) {
   constexpr int L = D / 32;
+  constexpr bool kPrefetch = D <= 128;
   const int chunk = blockIdx.x, query = blockIdx.y, head = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const CodeView view = views.heads[head];
@@ -164,33 +176,20 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   load_query_slice<L>(queries, head, queries_per_head, query, lane, q_reg);
   const IntegerQuery<D> iq = integer_query<D, L>(q_reg, lane);
 
-  extern __shared__ __align__(16) unsigned char screen_stage[];
-  auto stage_of = [&](int buffer) {
-    return screen_stage + (2 * warp + buffer) * kScreenBatchBytes<D>;
-  };
-  auto stage_batch = [&](int buffer, int row) {
-    if (row < view.n) {
-      stage_codes<D>(stage_of(buffer), view.codes + static_cast<size_t>(row) * D, view.scales + row,
-                     min(32, view.n - row), lane);
-    } else {
-      __pipeline_commit();  // an empty group keeps one group per batch
-    }
-  };
-
   WarpTopk topk(kSelectK);
-  const int stride = chunks * kSelectWarps * 32;
-  const int first = (chunk * kSelectWarps + warp) * 32;
-  stage_batch(0, first);
-  stage_batch(1, first + stride);
-  for (int row = first, buffer = 0; row < view.n; row += stride, buffer ^= 1) {
-    __pipeline_wait_prior(1);  // this batch's group is done; the next one may still run
-    __syncwarp();
-    const unsigned char* stage = stage_of(buffer);
-    const float dot = row_code_dot<D>(iq, stage + lane * kStagedRowBytes<D>);
-    const float scale = reinterpret_cast<const float*>(stage + 32 * kStagedRowBytes<D>)[lane];
-    __syncwarp();  // every lane has read the buffer before the copy after next overwrites it
-    stage_batch(buffer, row + 2 * stride);
-    const float bound = scale * (iq.step * dot + iq.slack);
+  const int stride = chunks * kSelectWarps * kCodeTileRows;
+  int row = (chunk * kSelectWarps + warp) * kCodeTileRows;
+  CodeBatch<D> next;
+  if (kPrefetch && row < view.n) load_batch<D>(next, view, row, lane);
+  for (; row < view.n; row += stride) {
+    CodeBatch<D> batch;
+    if constexpr (kPrefetch) {
+      batch = next;
+      if (row + stride < view.n) load_batch<D>(next, view, row + stride, lane);
+    } else {
+      load_batch<D>(batch, view, row, lane);
+    }
+    const float bound = batch.scale * (iq.step * row_code_dot<D>(iq, batch) + iq.slack);
     topk.push(row + lane < view.n ? sort_key(bound, row + lane) : kEmptySlot, lane);
   }
   block_merge<kSelectWarps>(topk, warp_lists, warp, lane);
@@ -279,6 +278,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   const size_t at = static_cast<size_t>(head) * queries_per_head + query;
   float q_reg[L];
   load_query_slice<L>(queries, head, queries_per_head, query, lane, q_reg);
+  let_dependent_grid_launch();
   wait_for_prerequisite_grid();
 
   // Warp w merges chunks w, w + kMergeWarps, ...; `floor` bounds every row it did not keep.

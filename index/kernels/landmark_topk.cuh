@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "index/kernels/warp_dot.cuh"
+#include "kvstore/dependent_launch.cuh"
 
 namespace lmkv::kernels {
 
@@ -76,20 +77,6 @@ __device__ inline float score_of(uint64_t key) {
   uint32_t bits = ~static_cast<uint32_t>(key >> 32);
   bits = (bits & 0x80000000u) ? (bits & 0x7FFFFFFFu) : ~bits;
   return __uint_as_float(bits);
-}
-
-// Programmatic dependent launch (sm_90): pass 1 lets pass 2 be launched at once, so its launch
-// overlaps pass 1; pass 2 waits until pass 1 has finished and its writes are visible. Both are
-// no-ops when the launch did not ask for it.
-__device__ __forceinline__ void let_dependent_grid_launch() {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;");
-#endif
-}
-__device__ __forceinline__ void wait_for_prerequisite_grid() {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
 }
 
 // Pass 1. Block (tile, query, head) scores landmarks [tile * kTileKeys, +kTileKeys) of its head
@@ -173,6 +160,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   using Sort = cub::BlockRadixSort<uint64_t, kTopkThreads, kItemsPerThread>;
   __shared__ typename Sort::TempStorage sort_storage;
   __shared__ uint64_t best[kTileKeys];  // ranks [0, k) hold the best so far
+  let_dependent_grid_launch();
   wait_for_prerequisite_grid();
 
   const size_t base = (static_cast<size_t>(head) * queries_per_head + query) * tiles * k;

@@ -135,6 +135,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   __shared__ uint64_t warp_lists[kMergeWarps][32];
   const size_t at = static_cast<size_t>(head) * queries_per_head + query;
   const uint64_t* mine = lists + at * chunks * 32;
+  let_dependent_grid_launch();
   wait_for_prerequisite_grid();
 
   WarpTopk topk(k);

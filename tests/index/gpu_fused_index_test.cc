@@ -274,6 +274,42 @@ TEST_F(GpuFusedIndexTest, ScreenedSearchEqualsUnscreenedBitForBit) {
   }
 }
 
+// Codes are stored in tiles of 32 rows, scattered into place as rows arrive: adds of uneven sizes
+// (single rows, pieces ending mid-tile, pieces crossing capacity doublings) must leave the
+// screened search equal to the unscreened one after every add, with fallbacks still rare.
+TEST_F(GpuFusedIndexTest, ScreenedHeadsGrowInUnevenPieces) {
+  std::mt19937_64 rng(test::fresh_seed());
+  std::normal_distribution<float> normal;
+  constexpr uint32_t kDim = 128, kHeads = 2, kQueries = 3;
+  constexpr size_t kScreenedFrom = 8192;  // rows of the largest head (GpuFusedOptions)
+  ScreenedPair p = make_screened_pair(kDim);
+  uint64_t next_block = 0, fallbacks = 0, pairs = 0;
+  size_t rows = 0;
+  while (rows < 20000) {
+    const size_t piece = rows < 64 ? 1 + rng() % 40 : 1 + rng() % 3000;
+    for (uint32_t h = 0; h < kHeads; ++h) {
+      std::vector<float> keys(piece * kDim);
+      for (auto& v : keys) v = normal(rng);
+      std::vector<uint64_t> blocks(piece);
+      for (size_t i = 0; i < piece; ++i) blocks[i] = next_block + 2 * i;
+      ASSERT_TRUE(p.screened->add({5, 1, h}, blocks.data(), keys.data(), piece).ok());
+      ASSERT_TRUE(p.exact->add({5, 1, h}, blocks.data(), keys.data(), piece).ok());
+    }
+    next_block += 2 * piece;
+    rows += piece;
+    std::vector<float> q(kHeads * kQueries * kDim);
+    for (auto& v : q) v = normal(rng);
+    const uint32_t k = rows >= 32 ? 32 : 1;
+    fallbacks += expect_same_bits(p, {5, 1, kHeads, kQueries, k, q.data()},
+                                  fmt::format("after {} rows per head", rows));
+    if (rows >= kScreenedFrom) pairs += kHeads * kQueries;
+  }
+  std::printf("uneven adds: %llu of %llu screened searches fell back\n",
+              static_cast<unsigned long long>(fallbacks), static_cast<unsigned long long>(pairs));
+  EXPECT_GT(pairs, 0u);
+  EXPECT_LE(fallbacks * 10, pairs);
+}
+
 // Where no row stands out (equal keys, so every score ties) the bounds prove nothing: every
 // search falls back on the exact scan, which still breaks ties by the lower block.
 TEST_F(GpuFusedIndexTest, ScreeningFallsBackWhereItCannotProve) {
