@@ -16,6 +16,8 @@ namespace lmkv {
 
 struct GpuAttention::Scratch {
   DeviceBuffer partial;
+  DeviceBuffer parts_done;  // one counter per row, zero between launches
+  int64_t counted_rows = 0;
   int device = -1;
   int sm_count = 0;
   int max_shared_bytes = 0;  // a block's dynamic shared memory limit (opt-in)
@@ -26,20 +28,16 @@ GpuAttention::~GpuAttention() = default;
 
 namespace {
 
-constexpr int kThreads = 128;  // 4 warps per CTA
+constexpr int kThreads = kernels::kPartsWarps * 32;
 
 template <typename T, int D>
 Status launch(const kernels::AttentionParams& p, cudaStream_t stream) {
   const int64_t warps = int64_t(p.rows) * p.parts;
   const int64_t ctas = (warps * 32 + kThreads - 1) / kThreads;
-  // Both launches overlap the kernel before them (kvstore/dependent_launch.cuh): decode steps
-  // are short enough for launch latency to matter.
+  // The launch overlaps the kernel before it (kvstore/dependent_launch.cuh): decode steps are
+  // short enough for launch latency to matter.
   LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(kernels::landmark_attention_parts<T, D>,
-                                             dim3(unsigned(ctas)), dim3(kThreads), stream, p));
-  if (p.parts > 1) {
-    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(kernels::landmark_attention_merge<D>,
-                                               dim3(unsigned(p.rows)), dim3(D), stream, p));
-  }
+                                             dim3(unsigned(ctas)), dim3(kThreads), 0, stream, p));
   return Status::Ok();
 }
 
@@ -150,6 +148,13 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
       LMKV_RETURN_IF_ERROR(
           s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
       p.partial = static_cast<float*>(s.partial.get());
+      if (p.rows > s.counted_rows) {  // new counters start at zero; each launch leaves them so
+        LMKV_RETURN_IF_ERROR(s.parts_done.reserve(size_t(p.rows) * sizeof(int32_t)));
+        LMKV_CUDA_RETURN_IF_ERROR(
+            cudaMemsetAsync(s.parts_done.get(), 0, size_t(p.rows) * sizeof(int32_t), stream));
+        s.counted_rows = p.rows;
+      }
+      p.parts_done = static_cast<int32_t*>(s.parts_done.get());
     }
   }
   if (a.dtype == DType::kFloat16) return launch_dim<__half>(p, a.dim, plan, stream);

@@ -125,7 +125,7 @@ class ResidentDecodeImpl final : public ResidentDecode {
     auto build = [&](auto* queries) {
       using T = std::remove_pointer_t<decltype(queries)>;
       return launch_dependent(
-          kernels::resident_page_table_kernel<T>, dim3(options_.heads), dim3(32), stream,
+          kernels::resident_page_table_kernel<T>, dim3(options_.heads), dim3(32), 0, stream,
           static_cast<const int64_t*>(found_blocks), static_cast<const float*>(found_scores),
           int(k), int(group), static_cast<const int32_t*>(slot_device_.get()), int(stride_),
           int(pinned_), static_cast<const float*>(in.queries), int(shape.head_dim), queries,

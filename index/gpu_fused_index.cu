@@ -270,8 +270,8 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
       LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
       LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(
           kernels::merge_lists_kernel, dim3(r.queries_per_head, r.heads), kernels::kMergeWarps * 32,
-          stream, views, static_cast<const uint64_t*>(lists()), queries, split.chunks, k, block_nos,
-          scores));
+          0, stream, views, static_cast<const uint64_t*>(lists()), queries, split.chunks, k,
+          block_nos, scores));
       return Status::Ok();
     });
   }
@@ -301,7 +301,7 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
       LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
       LMKV_CUDA_RETURN_IF_ERROR(
           launch_dependent(kernels::rescore_merge_kernel<D>, dim3(r.queries_per_head, r.heads),
-                           kernels::kMergeWarps * 32, stream, views, r.queries,
+                           kernels::kRescoreWarps * 32, 0, stream, views, r.queries,
                            static_cast<const uint64_t*>(lists()), queries, split.chunks, k,
                            block_nos, scores, fallbacks));
       return Status::Ok();
@@ -343,7 +343,7 @@ class GpuFusedIndexImpl final : public GpuFusedIndex {
     });
     LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(
-        kernels::merge_topk_kernel, dim3(r.queries_per_head, r.heads), kernels::kTopkThreads,
+        kernels::merge_topk_kernel, dim3(r.queries_per_head, r.heads), kernels::kTopkThreads, 0,
         stream, views, static_cast<const uint64_t*>(partial), queries, tiles, k, block_nos,
         scores));
     return Status::Ok();

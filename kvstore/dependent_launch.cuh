@@ -27,16 +27,18 @@ __device__ __forceinline__ void wait_for_prerequisite_grid() {
 
 }  // namespace kernels
 
-// Launches `kernel` on `stream` as a programmatic dependent of the kernel before it (see above).
+// Launches `kernel` on `stream` as a programmatic dependent of the kernel before it (see above),
+// with `shared_bytes` of dynamic shared memory.
 template <typename... Params, typename... Args>
-cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_t stream,
-                             Args&&... args) {
+cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                             cudaStream_t stream, Args&&... args) {
   cudaLaunchAttribute overlap[1] = {};
   overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   overlap[0].val.programmaticStreamSerializationAllowed = 1;
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
   config.attrs = overlap;
   config.numAttrs = 1;

@@ -47,10 +47,11 @@ struct AttentionParams {
   float scale = 0;
   int32_t rope = kRopeNone;
   float rope_theta = 10000.f;
-  int64_t window_start = 0;  // position of window token 0
-  int32_t parts = 1;         // warps per row
-  float* partial = nullptr;  // [rows][parts][d + 2] when parts > 1: m, z, then acc[d]
-  float* out = nullptr;      // [tokens][heads][d]
+  int64_t window_start = 0;       // position of window token 0
+  int32_t parts = 1;              // warps per row
+  float* partial = nullptr;       // [rows][parts][d + 2] when parts > 1: m, z, then acc[d]
+  int32_t* parts_done = nullptr;  // [rows] when parts > 1: zero between launches
+  float* out = nullptr;           // [tokens][heads][d]
 };
 
 // Rotary encoding (rotate-half pairing: dimension i with i + d/2, frequency theta^(-2i/d)).
@@ -61,12 +62,14 @@ struct Rope {
   double inv_freq[L];
   bool low;
 
-  __device__ Rope(float theta, int lane) : low(lane < 16) {
+  // The frequencies only where RoPE is on: double exp and log cost hundreds of instructions on
+  // a decode warp's critical path.
+  __device__ Rope(float theta, int lane, bool used) : low(lane < 16) {
     constexpr int kDim = 32 * L;
 #pragma unroll
     for (int i = 0; i < L; ++i) {
       const int pair = (lane % 16) * L + i;  // index within the first half
-      inv_freq[i] = exp(-2.0 * pair / kDim * log(double(theta)));
+      inv_freq[i] = used ? exp(-2.0 * pair / kDim * log(double(theta))) : 0.0;
     }
   }
 
@@ -248,10 +251,45 @@ __device__ __forceinline__ void store_row(const AttentionParams& p, int row, con
   for (int i = 0; i < L; ++i) out[i] = s.acc[i] / s.z;
 }
 
+// Merges row `row`'s partial states into its output, in one warp (this lane's slice of the
+// dimensions). Parts without items hold m = -inf, z = 0 and weigh nothing. The partial states
+// were written by other blocks of this launch: read through L2 (__ldcg), never a stale L1 line.
+template <int L>
+__device__ __noinline__ void merge_parts(const AttentionParams& p, int row, int lane) {
+  constexpr int D = 32 * L;
+  const float* partial = p.partial + int64_t(row) * p.parts * (D + 2);
+  float m = -INFINITY;
+  for (int s = lane; s < p.parts; s += 32) m = fmaxf(m, __ldcg(partial + s * (D + 2)));
+  m = warp_max(m);
+  float z = 0, acc[L] = {};
+  for (int base = 0; base < p.parts; base += 32) {
+    // Lane j weighs part base + j; every lane then adds each part's slice of acc.
+    const int s = base + lane;
+    const float part_z = s < p.parts ? __ldcg(partial + s * (D + 2) + 1) : 0.f;
+    const float w = part_z == 0.f ? 0.f : __expf(__ldcg(partial + s * (D + 2)) - m);
+    z += warp_sum(part_z * w);
+    const int count = min(32, p.parts - base);
+#pragma unroll 8
+    for (int j = 0; j < count; ++j) {
+      const float wj = __shfl_sync(0xffffffffu, w, j);
+      const float* slice = partial + (base + j) * (D + 2) + 2 + lane * L;
+#pragma unroll
+      for (int i = 0; i < L; ++i) acc[i] = fmaf(__ldcg(slice + i), wj, acc[i]);
+    }
+  }
+  float* out = p.out + int64_t(row) * D + lane * L;
+#pragma unroll
+  for (int i = 0; i < L; ++i) out[i] = acc[i] / z;
+}
+
+// Warps per block of landmark_attention_parts.
+inline constexpr int kPartsWarps = 4;
+
 // One warp per (row, part): the part's items of the row, then its partial state (or, with one
-// part, the row's output).
+// part, the row's output). The last of a row's warps to finish merges the row: no second launch,
+// whose latency a decode step would wait on.
 template <typename T, int D>
-__global__ void __launch_bounds__(128)
+__global__ void __launch_bounds__(kPartsWarps * 32)
     landmark_attention_parts(const __grid_constant__ AttentionParams p) {
   constexpr int L = D / 32;
   const int64_t warp = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -264,7 +302,7 @@ __global__ void __launch_bounds__(128)
 
   // Query t is window token (window_tokens - tokens + t) and sees the window up to itself.
   const int own = p.window_tokens - p.tokens + t;
-  const Rope<L> rotary(p.rope_theta, lane);
+  const Rope<L> rotary(p.rope_theta, lane, p.rope != kRopeNone);
   float q[L];
   load_query<T, L>(p, row, own, rotary, lane, q);
 
@@ -292,26 +330,16 @@ __global__ void __launch_bounds__(128)
   }
 #pragma unroll
   for (int i = 0; i < L; ++i) partial[2 + lane * L + i] = main.acc[i];
-}
-
-// One block of D threads per row: merges the row's partial states (parts without items hold
-// m = -inf, z = 0 and weigh nothing).
-template <int D>
-__global__ void __launch_bounds__(D) landmark_attention_merge(AttentionParams p) {
-  const int row = blockIdx.x, i = threadIdx.x;
-  wait_for_prerequisite_grid();
-  const float* partial = p.partial + int64_t(row) * p.parts * (D + 2);
-  float m = -INFINITY;
-  for (int s = 0; s < p.parts; ++s) m = fmaxf(m, partial[s * (D + 2)]);
-  float z = 0, acc = 0;
-  for (int s = 0; s < p.parts; ++s) {
-    const float* part = partial + s * (D + 2);
-    if (part[1] == 0.f) continue;
-    const float w = __expf(part[0] - m);
-    z = fmaf(part[1], w, z);
-    acc = fmaf(part[2 + i], w, acc);
-  }
-  p.out[int64_t(row) * D + i] = acc / z;
+  // Publish this part, then count it; the warp that counts last sees every part's writes.
+  __threadfence();
+  __syncwarp();
+  int done = 0;
+  if (lane == 0) done = atomicAdd(p.parts_done + row, 1);
+  done = __shfl_sync(0xffffffffu, done, 0);
+  if (done != p.parts - 1) return;
+  __threadfence();
+  merge_parts<L>(p, row, lane);
+  if (lane == 0) p.parts_done[row] = 0;  // ready for the next launch
 }
 
 }  // namespace kernels

@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kStagedTokens * 32, 1)
   };
 
   const int own = p.window_tokens - p.tokens + t;
-  const Rope<L> rotary(p.rope_theta, lane);
+  const Rope<L> rotary(p.rope_theta, lane, p.rope != kRopeNone);
   float q[L] = {};
   int first = 0, blocks = 0;
   if (active) {

@@ -1,7 +1,7 @@
 // The fused search's screened path for k <= 32: a first pass streams int8 copies of the landmark
-// keys (half the bytes of fp16) and ranks rows by an upper bound on their exact score; a second
-// pass rescores the best 64 bounds with the fp16 keys and proves the result exact, or else scans
-// the head's fp16 keys itself. Results are bit for bit those of the unscreened path.
+// keys (half the bytes of fp16) and lists each chunk's 32 best upper bounds on the exact score; a
+// second pass rescores the listed rows with the fp16 keys and proves the result exact, or else
+// scans the head's fp16 keys itself. Results are bit for bit those of the unscreened path.
 //
 // The bound. A row's fp16 key h has codes c and scale s (index/int8_landmarks.h): |h - s c| <= s/2
 // elementwise. The query q is split into integers Q = round(q / t), |Q| <= kQueryLevels, with
@@ -11,11 +11,11 @@
 // kScreenSlack widens each 1/2 to cover fp32 rounding (of the reduction across lanes, the
 // scaling, and the exact pass's own sums: each well under 2^-12 of these terms).
 //
-// The proof: every row outside the 64 rescored has a bound at most `floor`: the 64th best bound
-// the second pass saw, or the 32nd bound of a chunk's list (rows a chunk did not list). If the
-// exact k-th best score beats `floor`, no such row can enter the top k, ties included. Chunks take
-// their 32-row batches interleaved, so the best rows of one topic (consecutive blocks) spread over
-// all chunks instead of crowding one chunk's list.
+// The proof: every row not rescored has a bound at most `floor`: the 32nd bound of a chunk's list
+// (rows a chunk did not list), or the best bound of a list skipped because it could not beat the
+// k-th exact score already found. If the exact k-th best score beats `floor`, no such row can
+// enter the top k, ties included. Chunks take their 32-row tiles interleaved, so the best rows of
+// one topic (consecutive blocks) spread over all chunks instead of crowding one chunk's list.
 #pragma once
 
 #include "index/kernels/landmark_topk.cuh"
@@ -26,7 +26,7 @@ namespace lmkv::kernels {
 
 inline constexpr float kScreenSlack = 0.5f + 1.f / 128;
 inline constexpr int kQueryLevels = 127 * 256 + 127;  // Q = 256 * high + low, both int8
-inline constexpr int kRescored = 64;                  // rows rescored exactly per (head, query)
+inline constexpr int kRescoreWarps = 16;              // warps of a pass-2 block
 inline constexpr int kMinScreenChunks = 4;            // fewer lists than this prove too little
 // Below this many rows in a layer's largest head, the second pass's extra work (about 6 us on an
 // H100) costs more than the halved key bytes save. Measured on an H100, 32 heads of d = 128, one
@@ -172,15 +172,15 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
   __shared__ uint64_t warp_lists[kSelectWarps][32];
   let_dependent_grid_launch();
 
-  float q_reg[L];
-  load_query_slice<L>(queries, head, queries_per_head, query, lane, q_reg);
-  const IntegerQuery<D> iq = integer_query<D, L>(q_reg, lane);
-
-  WarpTopk topk(kSelectK);
   const int stride = chunks * kSelectWarps * kCodeTileRows;
   int row = (chunk * kSelectWarps + warp) * kCodeTileRows;
   CodeBatch<D> next;
-  if (kPrefetch && row < view.n) load_batch<D>(next, view, row, lane);
+  if (kPrefetch && row < view.n) load_batch<D>(next, view, row, lane);  // in flight meanwhile
+
+  float q_reg[L];
+  load_query_slice<L>(queries, head, queries_per_head, query, lane, q_reg);
+  const IntegerQuery<D> iq = integer_query<D, L>(q_reg, lane);
+  WarpTopk topk(kSelectK);
   for (; row < view.n; row += stride) {
     CodeBatch<D> batch;
     if constexpr (kPrefetch) {
@@ -198,22 +198,6 @@ __global__ void __launch_bounds__(kSelectWarps * 32)
         topk.best;
   }
 }
-
-// A warp's running best 64 as ascending sort keys: lane l holds ranks l (low) and 32 + l (high).
-struct WarpTop64 {
-  uint64_t low = kEmptySlot, high = kEmptySlot;
-
-  // Adds an ascending list of 32 (one per lane). The lane-wise minimum and maximum of `low` and the
-  // list reversed are the lower and upper halves of their union, each bitonic; the upper half then
-  // competes with `high` for ranks 32 to 63.
-  __device__ __forceinline__ void merge_sorted(uint64_t sorted, int lane) {
-    if (__shfl_sync(0xffffffffu, sorted, 0) >= __shfl_sync(0xffffffffu, high, 31)) return;
-    const uint64_t reversed = __shfl_sync(0xffffffffu, sorted, 31 - lane);
-    const uint64_t upper = bitonic_sort(max(low, reversed), lane);
-    low = bitonic_sort(min(low, reversed), lane);
-    high = warp_merge(high, upper, lane);
-  }
-};
 
 // The bound of a list's last (32nd) entry, or -inf when the list is not full.
 __device__ __forceinline__ float last_bound(uint64_t list) {
@@ -243,26 +227,29 @@ __device__ __forceinline__ uint64_t rescore(const float (&q)[L], const __half* k
 }
 
 // The exact scan the screened pass falls back on: block-wide top k of all of the head's rows.
-template <int L>
+template <int L, int kWarps>
 __device__ __forceinline__ uint64_t exact_scan(const float (&q)[L], const HeadView& view, int k,
                                                uint64_t (*warp_lists)[32], int warp, int lane) {
   constexpr int D = 32 * L;
   WarpTopk topk(k);
-  for (int row = warp * 32; row < view.n; row += kMergeWarps * 32) {
+  for (int row = warp * 32; row < view.n; row += kWarps * 32) {
     const int count = min(32, view.n - row);
     const float s = warp_dot32<__half, L, kSharedRowsInFlight>(
         q, view.keys + static_cast<size_t>(row) * D, count, lane, [](float(&)[L], int) {});
     topk.push(lane < count ? sort_key(s, row + lane) : kEmptySlot, lane);
   }
-  block_merge<kMergeWarps>(topk, warp_lists, warp, lane);
+  block_merge<kWarps>(topk, warp_lists, warp, lane);
   return topk.best;  // warp 0's holds the block's
 }
 
-// Pass 2. Block (query, head) merges the chunks' lists into the best 64 bounds, rescores those
-// with the fp16 keys, and writes the exact top k if the proof holds; else it scans the head and
-// counts one fallback. out[(head * queries + query) * k + rank].
+// Pass 2. Block (query, head) rescores the rows of the chunks' lists with the fp16 keys (warp w
+// takes lists w, w + kRescoreWarps, ...), keeps the exact top k and writes it if the proof holds;
+// else it scans the head and counts one fallback. out[(head * queries + query) * k + rank].
+// Every listed row is rescored at once, one list per warp: the rows are few (32 per chunk) and
+// independent, so the block's critical path is one list load, one row load and a few sorting
+// networks, where choosing the best bounds first would chain merges over the lists.
 template <int D>
-__global__ void __launch_bounds__(kMergeWarps * 32)
+__global__ void __launch_bounds__(kRescoreWarps * 32)
     rescore_merge_kernel(const __grid_constant__ HeadViews views, const float* __restrict__ queries,
                          const uint64_t* __restrict__ lists, int queries_per_head, int chunks,
                          int k, int64_t* __restrict__ out_blocks, float* __restrict__ out_scores,
@@ -271,9 +258,8 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   const int query = blockIdx.x, head = blockIdx.y;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const HeadView view = views.heads[head];
-  __shared__ uint64_t warp_lists[kMergeWarps][kRescored];
-  __shared__ float warp_floors[kMergeWarps];
-  __shared__ uint64_t exact[kRescored / 32][32];
+  __shared__ uint64_t warp_lists[kRescoreWarps][32];
+  __shared__ float warp_floors[kRescoreWarps];
   __shared__ bool proven;
   const size_t at = static_cast<size_t>(head) * queries_per_head + query;
   float q_reg[L];
@@ -281,47 +267,37 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   let_dependent_grid_launch();
   wait_for_prerequisite_grid();
 
-  // Warp w merges chunks w, w + kMergeWarps, ...; `floor` bounds every row it did not keep.
+  // `floor` bounds every row this warp did not rescore: those past a full list's 32nd entry, and
+  // those of a list whose best bound is below the warp's k-th exact score so far (a lower bound
+  // on the final k-th: none of them can enter the top k).
   const uint64_t* mine = lists + at * chunks * 32;
-  WarpTop64 top;
+  WarpTopk best(k);
   float floor = -INFINITY;
-  for (int c = warp; c < chunks; c += kMergeWarps) {
+  for (int c = warp; c < chunks; c += kRescoreWarps) {
     const uint64_t list = mine[c * 32 + lane];
     floor = fmaxf(floor, last_bound(list));
-    top.merge_sorted(list, lane);
+    const uint64_t first = __shfl_sync(0xffffffffu, list, 0);
+    if (first == kEmptySlot) continue;
+    if (best.kth != kEmptySlot && score_of(first) < score_of(best.kth)) {
+      floor = fmaxf(floor, score_of(first));
+      continue;
+    }
+    const int position = list == kEmptySlot ? -1 : static_cast<int>(uint32_t(list));
+    best.push(rescore<L>(q_reg, view.keys, position, lane), lane);
   }
-  // Then a tree: at each level the upper half of the warps hands its lists to the lower half.
-  for (int half = kMergeWarps / 2; half > 0; half /= 2) {
+  // Then a tree: at each level the upper half of the warps hands its list to the lower half.
+  for (int half = kRescoreWarps / 2; half > 0; half /= 2) {
     if (warp >= half && warp < 2 * half) {
-      warp_lists[warp][lane] = top.low;
-      warp_lists[warp][32 + lane] = top.high;
+      warp_lists[warp][lane] = best.best;
       if (lane == 0) warp_floors[warp] = floor;
     }
     __syncthreads();
     if (warp < half) {
-      top.merge_sorted(warp_lists[warp + half][lane], lane);
-      top.merge_sorted(warp_lists[warp + half][32 + lane], lane);
+      best.merge_sorted(warp_lists[warp + half][lane], lane);
       floor = fmaxf(floor, warp_floors[warp + half]);
     }
   }
   if (warp == 0) {
-    floor = fmaxf(floor, last_bound(top.high));
-    warp_lists[0][lane] = top.low;
-    warp_lists[0][32 + lane] = top.high;
-  }
-  __syncthreads();
-  if (warp < kRescored / 32) {
-    const uint64_t candidate = warp_lists[0][warp * 32 + lane];
-    const int position = candidate == kEmptySlot ? -1 : static_cast<int>(uint32_t(candidate));
-    // view.n is the same for the whole block: a head without rows has nothing to rescore.
-    exact[warp][lane] =
-        view.n > 0 ? warp_sort(rescore<L>(q_reg, view.keys, position, lane), lane) : kEmptySlot;
-  }
-  __syncthreads();
-  WarpTopk best(k);
-  if (warp == 0) {
-#pragma unroll
-    for (int w = 0; w < kRescored / 32; ++w) best.merge_sorted(exact[w][lane], lane);
     const uint64_t kth = __shfl_sync(0xffffffffu, best.best, k - 1);
     const bool nothing_unscored = floor == -INFINITY;
     if (lane == 0) proven = nothing_unscored || (kth != kEmptySlot && score_of(kth) > floor);
@@ -329,8 +305,7 @@ __global__ void __launch_bounds__(kMergeWarps * 32)
   __syncthreads();
   uint64_t result = best.best;
   if (!proven) {
-    result =
-        exact_scan<L>(q_reg, view, k, reinterpret_cast<uint64_t(*)[32]>(warp_lists), warp, lane);
+    result = exact_scan<L, kRescoreWarps>(q_reg, view, k, warp_lists, warp, lane);
     if (threadIdx.x == 0) atomicAdd(fallbacks, 1ull);
   }
   if (warp == 0 && lane < k) {
