@@ -16,9 +16,9 @@ struct GpuFusedOptions {
   uint32_t dim = 128;   // 64, 128 or 256
   int cuda_device = 0;  // device holding the keys
   // For k <= 32, a first pass over int8 copies of the keys (half the bytes) bounds every score;
-  // the best 64 bounds are rescored with the fp16 keys and the result is proven exact, or else
-  // computed by an exact scan (counted in screening_fallbacks). Results are the same bits either
-  // way. Costs 1 + 4/dim bytes of device memory per key element beside the 2 of fp16. Used for
+  // the rows with the best bounds are rescored with the fp16 keys and the result is proven exact,
+  // or else computed by an exact scan (counted in screening_fallbacks). Results are the same bits
+  // either way. Costs 1 + 4/dim bytes of device memory per key element beside the 2 of fp16. Used for
   // decode-sized searches of heads of 8192 rows or more; prefill-sized ones (too many pairs to
   // split a head) stay unscreened. The proof is loose for keys whose rows are dominated by a few
   // large elements; see index/kernels/int8_screen.cuh.
