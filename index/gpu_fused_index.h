@@ -18,8 +18,8 @@ struct GpuFusedOptions {
   // For k <= 32, a first pass over int8 copies of the keys (half the bytes) bounds every score;
   // the rows with the best bounds are rescored with the fp16 keys and the result is proven exact,
   // or else computed by an exact scan (counted in screening_fallbacks). Results are the same bits
-  // either way. Costs 1 + 4/dim bytes of device memory per key element beside the 2 of fp16. Used for
-  // decode-sized searches of heads of 8192 rows or more; prefill-sized ones (too many pairs to
+  // either way. Costs 1 + 4/dim bytes of device memory per key element beside the 2 of fp16. Used
+  // for decode-sized searches of heads of 8192 rows or more; prefill-sized ones (too many pairs to
   // split a head) stay unscreened. The proof is loose for keys whose rows are dominated by a few
   // large elements; see index/kernels/int8_screen.cuh.
   bool int8_screening = true;
