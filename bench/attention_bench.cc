@@ -299,50 +299,73 @@ BENCHMARK(BM_RetrievalDecodeEndToEnd)
 
 // Decode with every block pinned in the GPU tier (ResidentDecode): the fused search, the page
 // table and the attention kernels on one stream, queries, window and output on the device. The
-// time is one step's latency (launch to synchronisation); device_us is the stream time.
-void BM_ResidentDecode(benchmark::State& state) {
-  const size_t context = size_t(state.range(0));
+// setup both benches share: the decode over the cached layer, `steps` random queries (one per
+// step), the window and the outputs.
+struct ResidentSetup {
+  std::unique_ptr<ResidentDecode> decode;
+  DeviceBuffer queries, window, out;
+  CudaStream stream;
   std::string error;
-  Layer* l = layer(context, /*gpu_resident=*/true, &error);
-  if (l == nullptr) return state.SkipWithError(error.c_str());
+
+  ResidentDecodeInputs inputs(int step) const {
+    ResidentDecodeInputs in;
+    in.queries = static_cast<const float*>(queries.get()) + size_t(step) * kHeads * kDim;
+    in.window_tokens = kLocal;
+    in.window_keys = in.window_values = window.get();
+    in.out = static_cast<float*>(out.get()) + size_t(step) * kHeads * kDim;
+    return in;
+  }
+};
+
+std::unique_ptr<ResidentSetup> make_resident(size_t context, int steps) {
+  auto r = std::make_unique<ResidentSetup>();
+  Layer* l = layer(context, /*gpu_resident=*/true, &r->error);
+  if (l == nullptr) return r;
   ResidentDecodeOptions options;
   options.heads = options.kv_heads = kHeads;
   options.blocks_per_head = uint32_t(context / kB);
   options.top_k = kTopK;
   auto decode = ResidentDecode::open(*l->store, *l->index, options);
-  if (!decode.ok()) return state.SkipWithError(decode.status().to_string().c_str());
+  if (!decode.ok()) {
+    r->error = decode.status().to_string();
+    return r;
+  }
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<float> uniform(-1.f, 1.f);
-  std::vector<float> queries(kHeads * kDim);
+  std::vector<float> queries(size_t(steps) * kHeads * kDim);
   for (auto& x : queries) x = uniform(rng);
   const std::vector<uint16_t> window(size_t{kHeads} * kLocal * kDim, float_to_half_bits(0.1f));
-  DeviceBuffer d_queries, d_window, d_out;
-  CudaStream stream;
-  CudaEvent begin, end;
-  if (!d_queries.reserve(queries.size() * sizeof(float)).ok() ||
-      !d_window.reserve(window.size() * 2).ok() ||
-      !d_out.reserve(queries.size() * sizeof(float)).ok() || !stream.create().ok() ||
-      !begin.create().ok() || !end.create().ok()) {
-    return state.SkipWithError("device buffers");
+  if (!r->queries.reserve(queries.size() * sizeof(float)).ok() ||
+      !r->window.reserve(window.size() * 2).ok() ||
+      !r->out.reserve(queries.size() * sizeof(float)).ok() || !r->stream.create().ok() ||
+      cudaMemcpy(r->queries.get(), queries.data(), queries.size() * sizeof(float),
+                 cudaMemcpyHostToDevice) != cudaSuccess ||
+      cudaMemcpy(r->window.get(), window.data(), window.size() * 2, cudaMemcpyHostToDevice) !=
+          cudaSuccess) {
+    r->error = "device buffers";
+    return r;
   }
-  cudaMemcpy(d_queries.get(), queries.data(), queries.size() * sizeof(float),
-             cudaMemcpyHostToDevice);
-  cudaMemcpy(d_window.get(), window.data(), window.size() * 2, cudaMemcpyHostToDevice);
-  ResidentDecodeInputs in;
-  in.queries = static_cast<const float*>(d_queries.get());
-  in.window_tokens = kLocal;
-  in.window_keys = in.window_values = d_window.get();
-  in.out = static_cast<float*>(d_out.get());
+  r->decode = std::move(decode).value();
+  return r;
+}
+
+// One step's latency, launch to synchronisation; device_us is the stream time.
+void BM_ResidentDecode(benchmark::State& state) {
+  auto r = make_resident(size_t(state.range(0)), 1);
+  if (!r->decode) return state.SkipWithError(r->error.c_str());
+  CudaEvent begin, end;
+  if (!begin.create().ok() || !end.create().ok()) return state.SkipWithError("events");
+  const ResidentDecodeInputs in = r->inputs(0);
   double device_ms = 0, enqueue_us = 0;
   for (auto _ : state) {
-    cudaEventRecord(begin.get(), stream.get());
+    cudaEventRecord(begin.get(), r->stream.get());
     const auto enqueue = std::chrono::steady_clock::now();
-    Status s = (*decode)->step(in, stream.get());
+    Status s = r->decode->step(in, r->stream.get());
     enqueue_us +=
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - enqueue)
             .count();
-    cudaEventRecord(end.get(), stream.get());
-    if (!s.ok() || cudaStreamSynchronize(stream.get()) != cudaSuccess) {
+    cudaEventRecord(end.get(), r->stream.get());
+    if (!s.ok() || cudaStreamSynchronize(r->stream.get()) != cudaSuccess) {
       return state.SkipWithError(s.ok() ? "CUDA error" : s.to_string().c_str());
     }
     float ms = 0;
@@ -352,10 +375,42 @@ void BM_ResidentDecode(benchmark::State& state) {
   state.counters["device_us"] = device_ms * 1e3 / double(state.iterations());
   // Host time to enqueue the step's launches.
   state.counters["enqueue_us"] = enqueue_us / double(state.iterations());
-  state.counters["context"] = double(context);
-  state.counters["missing_blocks"] = double((*decode)->missing_blocks().value());
+  state.counters["context"] = double(state.range(0));
+  state.counters["missing_blocks"] = double(r->decode->missing_blocks().value());
+}
+
+// Steps as a forward pass runs them, one per layer: kPipelinedSteps steps enqueued back to back
+// (each with its own query, so each retrieves its own blocks) and one synchronisation. The time
+// is per step.
+constexpr int kPipelinedSteps = 32;
+void BM_ResidentDecodePipelined(benchmark::State& state) {
+  auto r = make_resident(size_t(state.range(0)), kPipelinedSteps);
+  if (!r->decode) return state.SkipWithError(r->error.c_str());
+  double total_us = 0;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kPipelinedSteps; ++i) {
+      Status s = r->decode->step(r->inputs(i), r->stream.get());
+      if (!s.ok()) return state.SkipWithError(s.to_string().c_str());
+    }
+    if (cudaStreamSynchronize(r->stream.get()) != cudaSuccess) {
+      return state.SkipWithError("CUDA error");
+    }
+    total_us +=
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+  }
+  state.counters["us_per_step"] = total_us / double(state.iterations() * kPipelinedSteps);
+  state.counters["context"] = double(state.range(0));
+  state.counters["missing_blocks"] = double(r->decode->missing_blocks().value());
 }
 BENCHMARK(BM_ResidentDecode)
+    ->Arg(32'768)
+    ->Arg(131'072)
+    ->Arg(1'048'576)
+    ->ArgNames({"context"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ResidentDecodePipelined)
     ->Arg(32'768)
     ->Arg(131'072)
     ->Arg(1'048'576)

@@ -333,6 +333,39 @@ void BM_Baseline_OneContiguousCopy(benchmark::State& state) {
   set_rate(state, n);
 }
 
+// The copy engine taking all n scattered blocks in one call (cudaMemcpyBatchAsync, CUDA 12.8):
+// a candidate for the page-in's host-to-GPU copies. enqueue_us is the host time of the call.
+void BM_Baseline_MemcpyBatch(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const int64_t n = state.range(0);
+  static PinnedBlocks blocks;
+  Stream stream;
+  const size_t bytes = kShape.payload_bytes();
+  std::vector<void*> dsts(n);
+  std::vector<const void*> srcs(n);
+  std::vector<size_t> sizes(n, bytes);
+  for (int64_t i = 0; i < n; ++i) {
+    dsts[i] = blocks.device + i * bytes;
+    srcs[i] = blocks.host + blocks.scattered[i] * bytes;
+  }
+  cudaMemcpyAttributes attrs = {};
+  attrs.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+  size_t attrs_index = 0;
+  double enqueue_us = 0;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    const cudaError_t e = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), size_t(n),
+                                               &attrs, &attrs_index, 1, stream.s);
+    enqueue_us +=
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+    if (e != cudaSuccess || cudaStreamSynchronize(stream.s) != cudaSuccess) {
+      return state.SkipWithError(cudaGetErrorString(e));
+    }
+  }
+  set_rate(state, n);
+  state.counters["enqueue_us"] = enqueue_us / double(state.iterations());
+}
+
 // Host time to enqueue one gather of n blocks (no wait): what each early copy of a device
 // page-in costs the planning thread.
 void BM_GatherLaunchCost(benchmark::State& state) {
@@ -391,6 +424,7 @@ void BM_GatherKernel_MappedPinned(benchmark::State& state) {
 
 LMKV_BATCHES(BM_Baseline_MemcpyPerBlock);
 LMKV_BATCHES(BM_Baseline_OneContiguousCopy);
+LMKV_BATCHES(BM_Baseline_MemcpyBatch);
 BENCHMARK(BM_GatherKernel_MappedPinned)
     ->ArgsProduct({{1, 8, 256, 1024}, {0, 1, 2}})
     ->UseRealTime()
