@@ -145,8 +145,8 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
     const int64_t target_warps = int64_t(s.sm_count) * 64;
     p.parts = int32_t(std::clamp<int64_t>((target_warps + p.rows - 1) / p.rows, 1, max_items));
     if (p.parts > 1) {
-      LMKV_RETURN_IF_ERROR(
-          s.partial.reserve(size_t(p.rows) * p.parts * (a.dim + 2) * sizeof(float)));
+      LMKV_RETURN_IF_ERROR(s.partial.reserve(size_t(p.rows) * p.parts *
+                                             (a.dim + kernels::kPartialPad) * sizeof(float)));
       p.partial = static_cast<float*>(s.partial.get());
       if (p.rows > s.counted_rows) {  // new counters start at zero; each launch leaves them so
         LMKV_RETURN_IF_ERROR(s.parts_done.reserve(size_t(p.rows) * sizeof(int32_t)));

@@ -49,7 +49,7 @@ struct AttentionParams {
   float rope_theta = 10000.f;
   int64_t window_start = 0;       // position of window token 0
   int32_t parts = 1;              // warps per row
-  float* partial = nullptr;       // [rows][parts][d + 2] when parts > 1: m, z, then acc[d]
+  float* partial = nullptr;       // [rows][parts][d + 8] when parts > 1: acc[d], m, z (pad)
   int32_t* parts_done = nullptr;  // [rows] when parts > 1: zero between launches
   float* out = nullptr;           // [tokens][heads][d]
 };
@@ -251,30 +251,57 @@ __device__ __forceinline__ void store_row(const AttentionParams& p, int row, con
   for (int i = 0; i < L; ++i) out[i] = s.acc[i] / s.z;
 }
 
+// Floats per partial state: acc[D], m, z, and padding that keeps every slice of acc aligned for
+// vector loads (L floats per lane, up to 32 bytes).
+inline constexpr int kPartialPad = 8;
+template <int D>
+inline constexpr int kPartialStride = D + kPartialPad;
+
+// A lane's L floats of a partial state, through L2 (see merge_parts).
+template <int L>
+__device__ __forceinline__ void load_slice_cg(const float* at, float (&v)[L]) {
+  if constexpr (L == 2) {
+    const float2 x = __ldcg(reinterpret_cast<const float2*>(at));
+    v[0] = x.x;
+    v[1] = x.y;
+  } else {
+#pragma unroll
+    for (int k = 0; k < L / 4; ++k) {
+      const float4 x = __ldcg(reinterpret_cast<const float4*>(at) + k);
+      v[4 * k] = x.x;
+      v[4 * k + 1] = x.y;
+      v[4 * k + 2] = x.z;
+      v[4 * k + 3] = x.w;
+    }
+  }
+}
+
 // Merges row `row`'s partial states into its output, in one warp (this lane's slice of the
 // dimensions). Parts without items hold m = -inf, z = 0 and weigh nothing. The partial states
-// were written by other blocks of this launch: read through L2 (__ldcg), never a stale L1 line.
+// were written by other blocks of this launch: read through L2 (__ldcg), never a stale L1 line;
+// a lane's slice is one vector load, 16 parts' slices in flight at once.
 template <int L>
 __device__ __noinline__ void merge_parts(const AttentionParams& p, int row, int lane) {
-  constexpr int D = 32 * L;
-  const float* partial = p.partial + int64_t(row) * p.parts * (D + 2);
+  constexpr int D = 32 * L, kStride = kPartialStride<D>;
+  const float* partial = p.partial + int64_t(row) * p.parts * kStride;
   float m = -INFINITY;
-  for (int s = lane; s < p.parts; s += 32) m = fmaxf(m, __ldcg(partial + s * (D + 2)));
+  for (int s = lane; s < p.parts; s += 32) m = fmaxf(m, __ldcg(partial + s * kStride + D));
   m = warp_max(m);
   float z = 0, acc[L] = {};
   for (int base = 0; base < p.parts; base += 32) {
     // Lane j weighs part base + j; every lane then adds each part's slice of acc.
     const int s = base + lane;
-    const float part_z = s < p.parts ? __ldcg(partial + s * (D + 2) + 1) : 0.f;
-    const float w = part_z == 0.f ? 0.f : __expf(__ldcg(partial + s * (D + 2)) - m);
+    const float part_z = s < p.parts ? __ldcg(partial + s * kStride + D + 1) : 0.f;
+    const float w = part_z == 0.f ? 0.f : __expf(__ldcg(partial + s * kStride + D) - m);
     z += warp_sum(part_z * w);
     const int count = min(32, p.parts - base);
-#pragma unroll 8
+#pragma unroll 16
     for (int j = 0; j < count; ++j) {
       const float wj = __shfl_sync(0xffffffffu, w, j);
-      const float* slice = partial + (base + j) * (D + 2) + 2 + lane * L;
+      float slice[L];
+      load_slice_cg<L>(partial + (base + j) * kStride + lane * L, slice);
 #pragma unroll
-      for (int i = 0; i < L; ++i) acc[i] = fmaf(__ldcg(slice + i), wj, acc[i]);
+      for (int i = 0; i < L; ++i) acc[i] = fmaf(slice[i], wj, acc[i]);
     }
   }
   float* out = p.out + int64_t(row) * D + lane * L;
@@ -323,13 +350,13 @@ __global__ void __launch_bounds__(kPartsWarps * 32)
   }
 
   if (p.parts == 1) return store_row<L>(p, row, main, lane);
-  float* partial = p.partial + warp * (D + 2);
+  float* partial = p.partial + warp * kPartialStride<D>;
   if (lane == 0) {
-    partial[0] = main.m;
-    partial[1] = main.z;
+    partial[D] = main.m;
+    partial[D + 1] = main.z;
   }
 #pragma unroll
-  for (int i = 0; i < L; ++i) partial[2 + lane * L + i] = main.acc[i];
+  for (int i = 0; i < L; ++i) partial[lane * L + i] = main.acc[i];
   // Publish this part, then count it; the warp that counts last sees every part's writes.
   __threadfence();
   __syncwarp();

@@ -426,7 +426,7 @@ TEST_F(GpuAttentionTest, TopKEqualsTheReferenceOverTheSameBlocks) {
   }
 }
 
-// Decode over many blocks and heads: rows split over many warps, merged by the second kernel.
+// Decode over many blocks and heads: rows split over many warps, merged by each row's last warp.
 TEST_F(GpuAttentionTest, DecodeSplitOverWarpsEqualsTheReference) {
   Shape s;
   s.heads = 32;
