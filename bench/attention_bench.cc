@@ -403,20 +403,12 @@ void BM_ResidentDecodePipelined(benchmark::State& state) {
   state.counters["context"] = double(state.range(0));
   state.counters["missing_blocks"] = double(r->decode->missing_blocks().value());
 }
-BENCHMARK(BM_ResidentDecode)
-    ->Arg(32'768)
-    ->Arg(131'072)
-    ->Arg(1'048'576)
-    ->ArgNames({"context"})
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_ResidentDecodePipelined)
-    ->Arg(32'768)
-    ->Arg(131'072)
-    ->Arg(1'048'576)
-    ->ArgNames({"context"})
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
+void resident_contexts(benchmark::internal::Benchmark* b) {
+  for (int64_t context : {32'768, 131'072, 1'048'576}) b->Arg(context);
+  b->ArgNames({"context"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_ResidentDecode)->Apply(resident_contexts);
+BENCHMARK(BM_ResidentDecodePipelined)->Apply(resident_contexts);
 
 #endif  // LMKV_WITH_CUDA
 
