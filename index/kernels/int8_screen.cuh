@@ -30,7 +30,9 @@ inline constexpr int kRescoreWarps = 16;              // warps of a pass-2 block
 inline constexpr int kMinScreenChunks = 4;            // fewer lists than this prove too little
 // Below this many rows in a layer's largest head, the second pass's extra work (about 6 us on an
 // H100) costs more than the halved key bytes save. Measured on an H100, 32 heads of d = 128, one
-// query each: 28.7 us screened against 25.9 unscreened at 4,096 rows, 63 against 79 at 20,971.
+// query each, with the earlier pass 1 that staged codes through shared memory: 28.7 us screened
+// against 25.9 unscreened at 4,096 rows, 63 against 79 at 20,971 (52 against 78 now). Not
+// remeasured below 8,192 rows since.
 inline constexpr int kMinScreenRows = 8192;
 
 // One head's int8 keys as the screening pass sees them.
