@@ -17,7 +17,6 @@ namespace lmkv {
 struct GpuAttention::Scratch {
   DeviceBuffer partial;
   DeviceBuffer parts_done;  // one counter per row, zero between launches
-  int64_t counted_rows = 0;
   int device = -1;
   int sm_count = 0;
   int max_shared_bytes = 0;  // a block's dynamic shared memory limit (opt-in)
@@ -148,11 +147,12 @@ Status GpuAttention::run(const GpuAttentionArgs& a, CUstream_st* stream) {
       LMKV_RETURN_IF_ERROR(s.partial.reserve(size_t(p.rows) * p.parts *
                                              (a.dim + kernels::kPartialPad) * sizeof(float)));
       p.partial = static_cast<float*>(s.partial.get());
-      if (p.rows > s.counted_rows) {  // new counters start at zero; each launch leaves them so
-        LMKV_RETURN_IF_ERROR(s.parts_done.reserve(size_t(p.rows) * sizeof(int32_t)));
+      // New counters start at zero; each launch leaves them so.
+      const size_t counter_bytes = size_t(p.rows) * sizeof(int32_t);
+      if (counter_bytes > s.parts_done.bytes()) {
+        LMKV_RETURN_IF_ERROR(s.parts_done.reserve(counter_bytes));
         LMKV_CUDA_RETURN_IF_ERROR(
-            cudaMemsetAsync(s.parts_done.get(), 0, size_t(p.rows) * sizeof(int32_t), stream));
-        s.counted_rows = p.rows;
+            cudaMemsetAsync(s.parts_done.get(), 0, s.parts_done.bytes(), stream));
       }
       p.parts_done = static_cast<int32_t*>(s.parts_done.get());
     }

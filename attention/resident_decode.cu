@@ -126,11 +126,10 @@ class ResidentDecodeImpl final : public ResidentDecode {
       using T = std::remove_pointer_t<decltype(queries)>;
       return launch_dependent(
           kernels::resident_page_table_kernel<T>, dim3(options_.heads), dim3(32), 0, stream,
-          static_cast<const int64_t*>(found_blocks), static_cast<const float*>(found_scores),
-          int(k), int(group), static_cast<const int32_t*>(slot_device_.get()), int(stride_),
-          int(pinned_), static_cast<const float*>(in.queries), int(shape.head_dim), queries,
-          static_cast<int32_t*>(slots_.get()), static_cast<float*>(scores_.get()),
-          static_cast<int64_t*>(block_nos_.get()),
+          found_blocks, found_scores, int(k), int(group),
+          static_cast<const int32_t*>(slot_device_.get()), int(stride_), int(pinned_), in.queries,
+          int(shape.head_dim), queries, static_cast<int32_t*>(slots_.get()),
+          static_cast<float*>(scores_.get()), static_cast<int64_t*>(block_nos_.get()),
           static_cast<unsigned long long*>(missing_.get()));
     };
     LMKV_CUDA_RETURN_IF_ERROR(shape.dtype == DType::kBFloat16
