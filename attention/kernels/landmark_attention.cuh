@@ -6,7 +6,8 @@
 // item with score s*q.k and value v; a retrieved block is an item with score s*q.l (its landmark)
 // and value o_b, the block's own softmax-weighted mean of its values. One warp evaluates items one
 // after another with online softmax (nothing materialised), scoring 32 keys at a time (one per
-// lane); a row's items are spread over `parts` warps, whose partial states a second kernel merges.
+// lane); a row's items are spread over `parts` warps, and the last of them to finish merges their
+// partial states.
 // Heads of d = 64, 128 or 256: each lane holds d/32 consecutive dimensions, so a key row is one
 // coalesced warp load.
 //
@@ -17,6 +18,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cuda/atomic>
 
 #include "index/kernels/warp_dot.cuh"
 #include "kvstore/dependent_launch.cuh"
@@ -276,33 +278,49 @@ __device__ __forceinline__ void load_slice_cg(const float* at, float (&v)[L]) {
   }
 }
 
+// Parts whose partial states a merging lane loads at once: one memory round trip per batch.
+template <int L>
+inline constexpr int kMergeBatch = L <= 4 ? 16 : 8;
+
 // Merges row `row`'s partial states into its output, in one warp (this lane's slice of the
 // dimensions). Parts without items hold m = -inf, z = 0 and weigh nothing. The partial states
-// were written by other blocks of this launch: read through L2 (__ldcg), never a stale L1 line;
-// a lane's slice is one vector load, 16 parts' slices in flight at once.
+// were written by other blocks of this launch: read through L2 (__ldcg), never a stale L1 line.
+// Batches of parts are folded in with a running maximum, so a batch's (m, z) pairs and its
+// slices of acc are all in flight at once.
 template <int L>
 __device__ __noinline__ void merge_parts(const AttentionParams& p, int row, int lane) {
-  constexpr int D = 32 * L, kStride = kPartialStride<D>;
+  constexpr int D = 32 * L, kStride = kPartialStride<D>, kBatch = kMergeBatch<L>;
   const float* partial = p.partial + int64_t(row) * p.parts * kStride;
-  float m = -INFINITY;
-  for (int s = lane; s < p.parts; s += 32) m = fmaxf(m, __ldcg(partial + s * kStride + D));
-  m = warp_max(m);
-  float z = 0, acc[L] = {};
-  for (int base = 0; base < p.parts; base += 32) {
-    // Lane j weighs part base + j; every lane then adds each part's slice of acc.
-    const int s = base + lane;
-    const float part_z = s < p.parts ? __ldcg(partial + s * kStride + D + 1) : 0.f;
-    const float w = part_z == 0.f ? 0.f : __expf(__ldcg(partial + s * kStride + D) - m);
-    z += warp_sum(part_z * w);
-    const int count = min(32, p.parts - base);
-#pragma unroll 16
-    for (int j = 0; j < count; ++j) {
-      const float wj = __shfl_sync(0xffffffffu, w, j);
-      float slice[L];
-      load_slice_cg<L>(partial + (base + j) * kStride + lane * L, slice);
+  float m = -INFINITY, z = 0, acc[L] = {};
+  for (int base = 0; base < p.parts; base += kBatch) {
+    const int count = min(kBatch, p.parts - base);
+    // Lane j < count holds part base + j's (m, z); every lane loads its slice of each part.
+    const float2 mz =
+        lane < count
+            ? __ldcg(reinterpret_cast<const float2*>(partial + (base + lane) * kStride + D))
+            : make_float2(-INFINITY, 0.f);
+    float slice[kBatch][L];
 #pragma unroll
-      for (int i = 0; i < L; ++i) acc[i] = fmaf(slice[i], wj, acc[i]);
+    for (int j = 0; j < kBatch; ++j) {
+      if (j < count) load_slice_cg<L>(partial + (base + j) * kStride + lane * L, slice[j]);
     }
+    const float batch_m = warp_max(mz.y == 0.f ? -INFINITY : mz.x);
+    const float new_m = fmaxf(m, batch_m);
+    if (new_m == -INFINITY) continue;   // every part so far is empty
+    const float c = __expf(m - new_m);  // 0 while nothing was merged (m = -inf)
+    const float w = mz.y == 0.f ? 0.f : __expf(mz.x - new_m);
+    z = z * c + warp_sum(mz.y * w);
+#pragma unroll
+    for (int i = 0; i < L; ++i) acc[i] *= c;
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const float wj = __shfl_sync(0xffffffffu, w, j);
+      if (j < count) {
+#pragma unroll
+        for (int i = 0; i < L; ++i) acc[i] = fmaf(slice[j][i], wj, acc[i]);
+      }
+    }
+    m = new_m;
   }
   float* out = p.out + int64_t(row) * D + lane * L;
 #pragma unroll
@@ -357,14 +375,15 @@ __global__ void __launch_bounds__(kPartsWarps * 32)
   }
 #pragma unroll
   for (int i = 0; i < L; ++i) partial[lane * L + i] = main.acc[i];
-  // Publish this part, then count it; the warp that counts last sees every part's writes.
-  __threadfence();
+  // Publish this part, then count it; the warp that counts last sees every part's writes. (A
+  // release and an acquire fence: lighter than __threadfence's sequentially consistent one.)
+  cuda::atomic_thread_fence(cuda::memory_order_release, cuda::thread_scope_device);
   __syncwarp();
   int done = 0;
   if (lane == 0) done = atomicAdd(p.parts_done + row, 1);
   done = __shfl_sync(0xffffffffu, done, 0);
   if (done != p.parts - 1) return;
-  __threadfence();
+  cuda::atomic_thread_fence(cuda::memory_order_acquire, cuda::thread_scope_device);
   merge_parts<L>(p, row, lane);
   if (lane == 0) p.parts_done[row] = 0;  // ready for the next launch
 }
