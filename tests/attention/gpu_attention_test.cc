@@ -426,17 +426,28 @@ TEST_F(GpuAttentionTest, TopKEqualsTheReferenceOverTheSameBlocks) {
   }
 }
 
-// Decode over many blocks and heads: rows split over many warps, merged by each row's last warp.
+// Decode over many blocks and heads: rows split over many warps (34 parts at most), merged by
+// each row's last warp in several batches of parts; uneven rows leave whole batches empty.
 TEST_F(GpuAttentionTest, DecodeSplitOverWarpsEqualsTheReference) {
-  Shape s;
-  s.heads = 32;
-  s.kv_heads = 8;
-  s.B = 50;
-  s.blocks = 300;
-  s.k = 32;
-  s.window = 33;
-  Case c(s, test::fresh_seed());
-  EXPECT_LE(relative_error(c.run_gpu(), c.reference(true)), kKernelBound);
+  for (DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+    for (uint32_t dim : {64u, 128u, 256u}) {
+      for (bool uneven : {false, true}) {
+        Shape s;
+        s.dtype = dtype;
+        s.dim = dim;
+        s.heads = 32;
+        s.kv_heads = 8;
+        s.B = 50;
+        s.blocks = 300;
+        s.k = 32;
+        s.window = 33;
+        s.uneven = uneven;
+        Case c(s, test::fresh_seed());
+        EXPECT_LE(relative_error(c.run_gpu(), c.reference(true)), kKernelBound)
+            << describe(s) << (uneven ? " uneven" : "");
+      }
+    }
+  }
 }
 
 // A KV head with no sealed blocks yet: rows attend to their window alone.
