@@ -304,33 +304,50 @@ struct PinnedBlocks {
   }
 };
 
+// The blocks every copy baseline reads, allocated on first use (on a GPU machine only).
+PinnedBlocks& copy_blocks() {
+  static PinnedBlocks blocks;
+  return blocks;
+}
+
+// A copy baseline: each iteration enqueues `copy(stream)` (the copies of the batch's n blocks) and
+// synchronises.
+template <typename Copy>
+void run_copy_baseline(benchmark::State& state, Copy copy) {
+  Stream stream;
+  for (auto _ : state) {
+    const cudaError_t e = copy(stream.s);
+    if (e != cudaSuccess || cudaStreamSynchronize(stream.s) != cudaSuccess) {
+      return state.SkipWithError(e != cudaSuccess ? cudaGetErrorString(e) : "copy failed");
+    }
+  }
+  set_rate(state, state.range(0));
+}
+
 void BM_Baseline_MemcpyPerBlock(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
-  static PinnedBlocks blocks;
-  Stream stream;
+  const PinnedBlocks& blocks = copy_blocks();
   const size_t bytes = kShape.payload_bytes();
-  for (auto _ : state) {
+  run_copy_baseline(state, [&](cudaStream_t stream) {
     for (int64_t i = 0; i < n; ++i) {
-      cudaMemcpyAsync(blocks.device + i * bytes, blocks.host + blocks.scattered[i] * bytes, bytes,
-                      cudaMemcpyHostToDevice, stream.s);
+      const cudaError_t e =
+          cudaMemcpyAsync(blocks.device + i * bytes, blocks.host + blocks.scattered[i] * bytes,
+                          bytes, cudaMemcpyHostToDevice, stream);
+      if (e != cudaSuccess) return e;
     }
-    if (cudaStreamSynchronize(stream.s) != cudaSuccess) return state.SkipWithError("copy failed");
-  }
-  set_rate(state, n);
+    return cudaSuccess;
+  });
 }
 
 void BM_Baseline_OneContiguousCopy(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
-  static PinnedBlocks blocks;
-  Stream stream;
-  for (auto _ : state) {
-    cudaMemcpyAsync(blocks.device, blocks.host, n * kShape.payload_bytes(), cudaMemcpyHostToDevice,
-                    stream.s);
-    if (cudaStreamSynchronize(stream.s) != cudaSuccess) return state.SkipWithError("copy failed");
-  }
-  set_rate(state, n);
+  const PinnedBlocks& blocks = copy_blocks();
+  run_copy_baseline(state, [&](cudaStream_t stream) {
+    return cudaMemcpyAsync(blocks.device, blocks.host, n * kShape.payload_bytes(),
+                           cudaMemcpyHostToDevice, stream);
+  });
 }
 
 // The copy engine taking all n scattered blocks in one call (cudaMemcpyBatchAsync, CUDA 12.8):
@@ -338,8 +355,7 @@ void BM_Baseline_OneContiguousCopy(benchmark::State& state) {
 void BM_Baseline_MemcpyBatch(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0);
-  static PinnedBlocks blocks;
-  Stream stream;
+  const PinnedBlocks& blocks = copy_blocks();
   const size_t bytes = kShape.payload_bytes();
   std::vector<void*> dsts(n);
   std::vector<const void*> srcs(n);
@@ -352,17 +368,14 @@ void BM_Baseline_MemcpyBatch(benchmark::State& state) {
   attrs.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
   size_t attrs_index = 0;
   double enqueue_us = 0;
-  for (auto _ : state) {
+  run_copy_baseline(state, [&](cudaStream_t stream) {
     const auto start = std::chrono::steady_clock::now();
     const cudaError_t e = cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), size_t(n),
-                                               &attrs, &attrs_index, 1, stream.s);
+                                               &attrs, &attrs_index, 1, stream);
     enqueue_us +=
         std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
-    if (e != cudaSuccess || cudaStreamSynchronize(stream.s) != cudaSuccess) {
-      return state.SkipWithError(cudaGetErrorString(e));
-    }
-  }
-  set_rate(state, n);
+    return e;
+  });
   state.counters["enqueue_us"] = enqueue_us / double(state.iterations());
 }
 
