@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "kvstore/cuda_util.h"
+#include "kvstore/dependent_launch.cuh"
 #include "kvstore/gpu_tier.h"
 
 namespace lmkv {
@@ -20,13 +21,16 @@ struct SlotPairs {
 constexpr int kMaxSlotsPerLaunch = 1024;
 
 // Each thread block copies kThreads * kLoads 16-byte vectors of one slot: all loads first, so that
-// they are in flight together, then all stores.
+// they are in flight together, then all stores. The next gather may start at once; this one ends
+// only after the one before it (a no-op unless launched as its programmatic dependent), so the
+// last gather of a chain finishing means all have.
 template <int kThreads, int kLoads, int kPairs>
 __global__ void __launch_bounds__(kThreads)
     slot_gather_kernel(const uint4* __restrict__ src_base, uint4* __restrict__ dst_base,
                        size_t slot_vecs, int chunks_per_slot,
                        const __grid_constant__ SlotPairs<kPairs> pairs) {
   constexpr int kChunkVecs = kThreads * kLoads;
+  kernels::let_dependent_grid_launch();
   const int item = blockIdx.x / chunks_per_slot;
   const size_t begin = static_cast<size_t>(blockIdx.x % chunks_per_slot) * kChunkVecs;
   const uint4* src = src_base + static_cast<size_t>(pairs.src[item]) * slot_vecs;
@@ -42,19 +46,27 @@ __global__ void __launch_bounds__(kThreads)
     const size_t i = begin + threadIdx.x + j * kThreads;
     if (i < slot_vecs) dst[i] = staged[j];
   }
+  kernels::wait_for_prerequisite_grid();
 }
 
 template <int kThreads, int kLoads, int kPairs>
 Status launch_pairs(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
-                    const int32_t* src_slots, const int32_t* dst_slots, int n,
-                    cudaStream_t stream) {
+                    const int32_t* src_slots, const int32_t* dst_slots, int n, cudaStream_t stream,
+                    bool overlap_previous) {
   constexpr size_t kChunkVecs = kThreads * kLoads;
   const int chunks_per_slot = static_cast<int>((slot_vecs + kChunkVecs - 1) / kChunkVecs);
   SlotPairs<kPairs> pairs;
   std::copy(src_slots, src_slots + n, pairs.src);
   std::copy(dst_slots, dst_slots + n, pairs.dst);
-  slot_gather_kernel<kThreads, kLoads, kPairs><<<n * chunks_per_slot, kThreads, 0, stream>>>(
-      src_base, dst_base, slot_vecs, chunks_per_slot, pairs);
+  const dim3 grid(unsigned(n * chunks_per_slot));
+  if (overlap_previous) {
+    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(slot_gather_kernel<kThreads, kLoads, kPairs>, grid,
+                                               dim3(kThreads), 0, stream, src_base, dst_base,
+                                               slot_vecs, chunks_per_slot, pairs));
+    return Status::Ok();
+  }
+  slot_gather_kernel<kThreads, kLoads, kPairs>
+      <<<grid, kThreads, 0, stream>>>(src_base, dst_base, slot_vecs, chunks_per_slot, pairs);
   LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return Status::Ok();
 }
@@ -62,19 +74,21 @@ Status launch_pairs(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
 template <int kThreads, int kLoads>
 Status launch_shape(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
                     const int32_t* src_slots, const int32_t* dst_slots, size_t count,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, bool overlap_previous) {
   for (size_t first = 0; first < count; first += kMaxSlotsPerLaunch) {
     const int n = static_cast<int>(std::min<size_t>(kMaxSlotsPerLaunch, count - first));
     const int32_t* src = src_slots + first;
     const int32_t* dst = dst_slots + first;
+    // Launches after the first of this call are the same page-in's batches.
+    const bool overlap = overlap_previous || first > 0;
     Status s = n <= 32 ? launch_pairs<kThreads, kLoads, 32>(src_base, dst_base, slot_vecs, src, dst,
-                                                            n, stream)
+                                                            n, stream, overlap)
                : n <= 128 ? launch_pairs<kThreads, kLoads, 128>(src_base, dst_base, slot_vecs, src,
-                                                                dst, n, stream)
+                                                                dst, n, stream, overlap)
                : n <= 512 ? launch_pairs<kThreads, kLoads, 512>(src_base, dst_base, slot_vecs, src,
-                                                                dst, n, stream)
+                                                                dst, n, stream, overlap)
                           : launch_pairs<kThreads, kLoads, kMaxSlotsPerLaunch>(
-                                src_base, dst_base, slot_vecs, src, dst, n, stream);
+                                src_base, dst_base, slot_vecs, src, dst, n, stream, overlap);
     LMKV_RETURN_IF_ERROR(s);
   }
   return Status::Ok();
@@ -108,7 +122,7 @@ GpuArena::~GpuArena() {
 
 Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
                           const int32_t* src_slots, const int32_t* dst_slots, size_t count,
-                          cudaStream_t stream, GatherShape shape) {
+                          cudaStream_t stream, GatherShape shape, bool overlap_previous) {
   if (slot_bytes % sizeof(uint4) != 0) {
     return Status::InvalidArgument(
         fmt::format("slot_bytes={} is not a multiple of {}", slot_bytes, sizeof(uint4)));
@@ -116,9 +130,10 @@ Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_byte
   const auto* src = reinterpret_cast<const uint4*>(src_base);
   auto* dst = reinterpret_cast<uint4*>(dst_base);
   const size_t vecs = slot_bytes / sizeof(uint4);
-#define LMKV_GATHER_SHAPE(t, l)                                                     \
-  if (shape.threads == t && shape.loads_per_thread == l) {                          \
-    return launch_shape<t, l>(src, dst, vecs, src_slots, dst_slots, count, stream); \
+#define LMKV_GATHER_SHAPE(t, l)                                                    \
+  if (shape.threads == t && shape.loads_per_thread == l) {                         \
+    return launch_shape<t, l>(src, dst, vecs, src_slots, dst_slots, count, stream, \
+                              overlap_previous);                                   \
   }
   LMKV_GATHER_SHAPE(128, 4)
   LMKV_GATHER_SHAPE(256, 4)

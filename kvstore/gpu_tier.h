@@ -43,8 +43,14 @@ inline constexpr GatherShape kSupportedGatherShapes[] = {{128, 4}, {256, 4}, {25
 // Copies slot src_slots[i] of the region at `src_base` to slot dst_slots[i] of `dst_base`, for
 // i < count, on `stream`. Either base may be device memory or mapped pinned host memory (its device
 // view). slot_bytes must be a multiple of 16. Enqueues one launch per 1024 blocks.
+//
+// With `overlap_previous`, the gather may start while the kernel before it on the stream still
+// runs (a programmatic dependent launch), so one batch's ramp-up hides the previous one's tail. It
+// still finishes after that kernel. Only for a later batch of the same page-in: no kernel before
+// it may touch its slots.
 Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
                           const int32_t* src_slots, const int32_t* dst_slots, size_t count,
-                          cudaStream_t stream, GatherShape shape = {});
+                          cudaStream_t stream, GatherShape shape = {},
+                          bool overlap_previous = false);
 
 }  // namespace lmkv

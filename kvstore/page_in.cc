@@ -215,13 +215,16 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 // more go by one gather kernel reading mapped pinned memory.
 constexpr size_t kCopyEngineMaxBlocks = 2;
 // While it plans a device page-in, the store launches the copies of host-resident blocks in
-// batches of 8, 16, 32... so that the GPU starts early and copies while the CPU plans the rest
-// (the CPU plans blocks faster than the link carries them).
-constexpr size_t kFirstLaunchBlocks = 8;
+// batches of 4, 8, 16, then 32 at a time, so that the GPU starts early and copies while the CPU
+// plans the rest: the CPU plans and launches 32 blocks faster than the link carries them, and
+// each batch after the first overlaps the one before it (launch_slot_gather's overlap_previous).
+constexpr size_t kFirstLaunchBlocks = 4;
+constexpr size_t kSteadyLaunchBlocks = 32;
 
-// Enqueues the host-to-GPU copies of plan[i] for i in `indices`.
+// Enqueues the host-to-GPU copies of plan[i] for i in `indices`; `follows_gather` when the kernel
+// before it on the stream is this page-in's own earlier gather.
 Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
-                     const std::vector<size_t>& indices, cudaStream_t stream) {
+                     const std::vector<size_t>& indices, cudaStream_t stream, bool follows_gather) {
   if (indices.empty()) return Status::Ok();
   if (indices.size() <= kCopyEngineMaxBlocks) {
     for (size_t i : indices) {
@@ -240,8 +243,8 @@ Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
     dst.push_back(plan[i].gpu_slot);
   }
   LMKV_RETURN_IF_ERROR(launch_slot_gather(c.host_arena->device_view(), c.gpu_arena->base(),
-                                          c.slot_bytes, src.data(), dst.data(), src.size(),
-                                          stream));
+                                          c.slot_bytes, src.data(), dst.data(), src.size(), stream,
+                                          {}, follows_gather));
   for (size_t i : indices) plan[i].launched = true;
   return Status::Ok();
 }
@@ -257,12 +260,13 @@ class EarlyCopies {
     if (!b.gather || b.read_disk || b.await_host) return Status::Ok();
     pending_.push_back(i);
     if (pending_.size() < next_batch_) return Status::Ok();
-    next_batch_ *= 2;
+    next_batch_ = std::min(2 * next_batch_, kSteadyLaunchBlocks);
+    Status launched = launch_copies(c_, plan_, pending_, stream_, started_);
     started_ = true;
-    Status launched = launch_copies(c_, plan_, pending_, stream_);
     pending_.clear();
     return launched;
   }
+  // Whether a gather of this page-in was launched (the last kernel on the stream is one).
   bool started() const { return started_; }
 
  private:
@@ -295,14 +299,15 @@ Status await_concurrent_fills(StoreCore& c, const std::vector<PlannedBlock>& pla
 // On failure releases everything.
 Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
                              std::shared_ptr<CudaEvent> start, cudaStream_t stream,
-                             std::shared_ptr<void>* ready_event, std::vector<int32_t>* pinned) {
+                             bool follows_gather, std::shared_ptr<void>* ready_event,
+                             std::vector<int32_t>* pinned) {
   std::vector<size_t> rest;
   bool any_gather = false;
   for (size_t i = 0; i < plan.size(); ++i) {
     any_gather |= plan[i].gather;
     if (plan[i].gather && !plan[i].launched) rest.push_back(i);
   }
-  Status status = launch_copies(c, plan, rest, stream);
+  Status status = launch_copies(c, plan, rest, stream, follows_gather);
   std::shared_ptr<CudaEvent> gathered;
   if (status.ok() && any_gather) {
     auto recorded = c.events.record(stream);
@@ -441,7 +446,7 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
   }
 #ifdef LMKV_WITH_CUDA
   // 4. One gather for every block that was not on the GPU yet.
-  Status finished = finish_device_page_in(c, plan, std::move(start_event), stream,
+  Status finished = finish_device_page_in(c, plan, std::move(start_event), stream, early.started(),
                                           &result.ready_event_, &result.pinned_slots_);
   if (!finished.ok()) {
     result.core_.reset();  // nothing is pinned any more

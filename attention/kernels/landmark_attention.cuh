@@ -375,15 +375,19 @@ __global__ void __launch_bounds__(kPartsWarps * 32)
   }
 #pragma unroll
   for (int i = 0; i < L; ++i) partial[lane * L + i] = main.acc[i];
-  // Publish this part, then count it; the warp that counts last sees every part's writes. (A
-  // release and an acquire fence: lighter than __threadfence's sequentially consistent one.)
-  cuda::atomic_thread_fence(cuda::memory_order_release, cuda::thread_scope_device);
+  // Publish this part, then count it: the warp barrier orders every lane's writes before lane
+  // 0's release fence and count; the warp that counts last acquires, and its barrier passes that
+  // on to every lane before they read the other parts.
   __syncwarp();
   int done = 0;
-  if (lane == 0) done = atomicAdd(p.parts_done + row, 1);
+  if (lane == 0) {
+    cuda::atomic_thread_fence(cuda::memory_order_release, cuda::thread_scope_device);
+    done = atomicAdd(p.parts_done + row, 1);
+  }
   done = __shfl_sync(0xffffffffu, done, 0);
   if (done != p.parts - 1) return;
-  cuda::atomic_thread_fence(cuda::memory_order_acquire, cuda::thread_scope_device);
+  if (lane == 0) cuda::atomic_thread_fence(cuda::memory_order_acquire, cuda::thread_scope_device);
+  __syncwarp();
   merge_parts<L>(p, row, lane);
   if (lane == 0) p.parts_done[row] = 0;  // ready for the next launch
 }
