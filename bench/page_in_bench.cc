@@ -148,13 +148,18 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
                   CUstream_st* stream, Tier expected_source) {
   size_t next = 0;
   int64_t wrong_source = 0;
-  double call_ns = 0;  // inside page_in: planning, disk reads, launching copies
+  double call_ns = 0;     // inside page_in: planning, disk reads, launching copies
+  double wait_ns = 0;     // in PageIn::wait, after page_in returned
+  double release_ns = 0;  // in PageIn::release
   store.reset_stats();
+  using Clock = std::chrono::steady_clock;
+  const auto ns_between = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::nano>(b - a).count();
+  };
   for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = Clock::now();
     Result<PageIn> page = store.page_in(batches[next], target, stream);
-    call_ns +=
-        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    const auto t1 = Clock::now();
     if (!page.ok()) {
       state.SkipWithError(page.status().to_string().c_str());
       return;
@@ -163,13 +168,20 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
       state.SkipWithError(s.to_string().c_str());
       return;
     }
+    const auto t2 = Clock::now();
     wrong_source += page->source(0) != expected_source;
     page->release();
+    call_ns += ns_between(t0, t1);
+    wait_ns += ns_between(t1, t2);
+    release_ns += ns_between(t2, Clock::now());
     next = (next + 1) % batches.size();
   }
   set_rate(state, state.range(0));
   state.counters["other_source"] = static_cast<double>(wrong_source);
-  state.counters["call_us"] = call_ns / 1e3 / std::max<int64_t>(1, state.iterations());
+  const double per_iteration_us = 1e-3 / std::max<int64_t>(1, state.iterations());
+  state.counters["call_us"] = call_ns * per_iteration_us;
+  state.counters["wait_us"] = wait_ns * per_iteration_us;
+  state.counters["release_us"] = release_ns * per_iteration_us;
   const StoreStatsSnapshot s = store.stats();
   state.counters["p50_us"] = s.latency(expected_source).quantile_ns(0.5) / 1e3;
   state.counters["p99_us"] = s.latency(expected_source).quantile_ns(0.99) / 1e3;
