@@ -41,14 +41,11 @@ struct PlannedBlock {
   Status status;
 };
 
-// The distinct blocks of `keys` in first-seen order, and for each key the index of its block.
-void dedupe(const std::vector<BlockKey>& keys, std::vector<PlannedBlock>* plan,
-            std::vector<int32_t>* which) {
+// How many distinct blocks `keys` names.
+size_t count_distinct(const std::vector<BlockKey>& keys) {
   BlockKeySet distinct(keys.size());
-  which->resize(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) (*which)[i] = int32_t(distinct.insert(keys[i]));
-  plan->resize(distinct.size());
-  for (size_t i = 0; i < distinct.size(); ++i) (*plan)[i].key = distinct.keys()[i];
+  for (const BlockKey& key : keys) distinct.insert(key);
+  return distinct.size();
 }
 
 // Releases everything a failed page-in holds: its pins, and the slots it was to fill.
@@ -364,15 +361,19 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     return Status::FailedPrecondition(
         "page_in to the device needs a GPU tier (gpu_capacity_bytes)");
   }
-  std::vector<PlannedBlock> plan;
-  std::vector<int32_t> which;
-  dedupe(keys, &plan, &which);
   const SlotPool& target_pool = device ? c.gpu_slots : c.host_slots;
-  if (static_cast<int64_t>(plan.size()) > target_pool.capacity()) {
-    return Status::ResourceExhausted(
-        fmt::format("page_in of {} distinct blocks exceeds the {} tier's {} slots", plan.size(),
-                    device ? "GPU" : "host", target_pool.capacity()));
+  if (static_cast<int64_t>(keys.size()) > target_pool.capacity()) {
+    const size_t distinct = count_distinct(keys);
+    if (static_cast<int64_t>(distinct) > target_pool.capacity()) {
+      return Status::ResourceExhausted(
+          fmt::format("page_in of {} distinct blocks exceeds the {} tier's {} slots", distinct,
+                      device ? "GPU" : "host", target_pool.capacity()));
+    }
   }
+  std::vector<PlannedBlock> plan;  // the distinct blocks, in first-seen order
+  plan.reserve(keys.size());
+  std::vector<int32_t> which(keys.size());  // each key's block in `plan`
+  BlockKeySet distinct(keys.size());
 #ifdef LMKV_WITH_CUDA
   std::shared_ptr<CudaEvent> start_event;
   if (device && c.device_page_ins++ % c.options.latency_sample_period == 0) {
@@ -382,12 +383,19 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
 #endif
 
   // 1. Resolve every block to its tier; pin hits, reserve slots for the rest, and start copying
-  // host-resident blocks to the GPU while planning goes on.
+  // host-resident blocks to the GPU while planning goes on. Blocks are planned as they are first
+  // seen, and earlier page-ins' finished pins are released once the first copy is under way,
+  // so that the GPU starts as early as it can.
   {
     std::lock_guard<std::mutex> lock(c.mu);
     LMKV_RETURN_IF_ERROR(check_open());
-    c.reap_deferred(/*block=*/false);
-    for (size_t i = 0; i < plan.size(); ++i) {
+    bool reaped = false;
+    for (size_t k = 0; k < keys.size(); ++k) {
+      which[k] = static_cast<int32_t>(distinct.insert(keys[k]));
+      if (static_cast<size_t>(which[k]) < plan.size()) continue;  // a repeat
+      plan.emplace_back();
+      plan.back().key = keys[k];
+      const size_t i = plan.size() - 1;
       Status planned = plan_block(c, plan[i], device);
 #ifdef LMKV_WITH_CUDA
       if (planned.ok() && device) planned = early.add(i);
@@ -397,7 +405,14 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
         abandon(c, plan);
         return planned;
       }
+#ifdef LMKV_WITH_CUDA
+      if (!reaped && early.started()) {
+        c.reap_deferred(/*block=*/false);
+        reaped = true;
+      }
+#endif
     }
+    if (!reaped) c.reap_deferred(/*block=*/false);
   }
 
   // 2. This page-in's own disk reads, outside the lock.

@@ -354,6 +354,10 @@ TEST(TieredStore, BadInputGetsAClearError) {
   Result<PageIn> too_many = store->page_in(
       {{0, 0, 0, 1}, {0, 0, 0, 2}, {0, 0, 0, 3}, {0, 0, 0, 4}, {0, 0, 0, 5}}, PageInTarget::kHost);
   EXPECT_EQ(too_many.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(too_many.status().message().find("5 distinct blocks"), std::string::npos)
+      << too_many.status().message();
+  EXPECT_EQ(store->stats().tier(Tier::kHost).resident_blocks, 1u)
+      << "a request too big for the tier is refused before it evicts anything";
   EXPECT_EQ(store->page_in({key}, PageInTarget::kDevice).status().code(),
             StatusCode::kFailedPrecondition);
   EXPECT_EQ(store->evict_all(Tier::kDisk).code(), StatusCode::kInvalidArgument);
