@@ -52,7 +52,7 @@ void poison_gpu_tier(TieredStore& store) {
   ASSERT_CUDA(cudaDeviceSynchronize());
 }
 
-TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunches) {
+TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunchesInEveryShape) {
   const uint64_t seed = test::fresh_seed();
   std::mt19937_64 rng(seed);
   constexpr int kSlots = 2500;  // more than one launch's 1024 pairs
@@ -68,24 +68,29 @@ TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunches) {
   ASSERT_CUDA(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_view), host, 0));
   char* device = nullptr;
   ASSERT_CUDA(cudaMalloc(&device, kSlots * slot_bytes));
-  ASSERT_CUDA(cudaMemset(device, 0xFF, kSlots * slot_bytes));  // poison
   std::vector<int32_t> src(kSlots), dst(kSlots);
   for (int i = 0; i < kSlots; ++i) src[i] = dst[i] = i;
-  std::shuffle(src.begin(), src.end(), rng);
-  std::shuffle(dst.begin(), dst.end(), rng);
   const size_t count = kSlots - 7;  // leave a few destination slots poisoned
-  ASSERT_TRUE(
-      launch_slot_gather(host_view, device, slot_bytes, src.data(), dst.data(), count, nullptr)
-          .ok());
   std::vector<char> back(kSlots * slot_bytes);
-  ASSERT_CUDA(cudaMemcpy(back.data(), device, back.size(), cudaMemcpyDeviceToHost));
-  for (size_t i = 0; i < count; ++i) {
-    ASSERT_EQ(
-        0, std::memcmp(back.data() + dst[i] * slot_bytes, host + src[i] * slot_bytes, slot_bytes))
-        << "pair " << i;
-  }
-  for (size_t i = count; i < kSlots; ++i) {
-    ASSERT_EQ(static_cast<uint8_t>(back[dst[i] * slot_bytes]), 0xFF) << "slot written: " << dst[i];
+  for (const GatherShape shape : kSupportedGatherShapes) {
+    SCOPED_TRACE(testing::Message()
+                 << shape.threads << " threads x " << shape.loads_per_thread << " loads");
+    ASSERT_CUDA(cudaMemset(device, 0xFF, kSlots * slot_bytes));  // poison
+    std::shuffle(src.begin(), src.end(), rng);
+    std::shuffle(dst.begin(), dst.end(), rng);
+    ASSERT_TRUE(launch_slot_gather(host_view, device, slot_bytes, src.data(), dst.data(), count,
+                                   nullptr, shape)
+                    .ok());
+    ASSERT_CUDA(cudaMemcpy(back.data(), device, back.size(), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < count; ++i) {
+      ASSERT_EQ(
+          0, std::memcmp(back.data() + dst[i] * slot_bytes, host + src[i] * slot_bytes, slot_bytes))
+          << "pair " << i;
+    }
+    for (size_t i = count; i < kSlots; ++i) {
+      ASSERT_EQ(static_cast<uint8_t>(back[dst[i] * slot_bytes]), 0xFF)
+          << "slot written: " << dst[i];
+    }
   }
   ASSERT_CUDA(cudaFree(device));
   ASSERT_CUDA(cudaFreeHost(host));
