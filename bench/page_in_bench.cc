@@ -197,6 +197,18 @@ std::vector<std::vector<BlockKey>> windows(const std::vector<uint64_t>& order, i
   return batches;
 }
 
+// Batches of n consecutive blocks of one head, visited in a shuffled order.
+std::vector<std::vector<BlockKey>> neighbour_batches(int64_t n, uint64_t total) {
+  std::vector<uint64_t> runs(total / n);
+  std::iota(runs.begin(), runs.end(), 0);
+  std::shuffle(runs.begin(), runs.end(), std::mt19937_64(13));
+  std::vector<uint64_t> order;
+  for (uint64_t r : runs) {
+    for (int64_t i = 0; i < n; ++i) order.push_back(r * n + i);
+  }
+  return windows(order, n, runs.size());
+}
+
 #ifdef LMKV_WITH_CUDA
 struct Stream {
   cudaStream_t s = nullptr;
@@ -282,16 +294,8 @@ void BM_PageIn_DiskNeighbours(benchmark::State& state) {
   const uint64_t total = kHeads * kBlocksPerHead;
   BenchStore& bs = disk_store(state, kMaxBatch);
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
-  // Runs of n consecutive blocks, visited in a shuffled order of runs.
-  std::vector<uint64_t> runs(total / n);
-  std::iota(runs.begin(), runs.end(), 0);
-  std::shuffle(runs.begin(), runs.end(), std::mt19937_64(13));
-  std::vector<uint64_t> order;
-  for (uint64_t r : runs) {
-    for (int64_t i = 0; i < n; ++i) order.push_back(r * n + i);
-  }
   Stream stream;
-  run_page_ins(state, *bs.store, windows(order, n, runs.size()), PageInTarget::kDevice, stream.s,
+  run_page_ins(state, *bs.store, neighbour_batches(n, total), PageInTarget::kDevice, stream.s,
                Tier::kDisk);
   state.counters["direct_io"] = bs.store->disk_direct_reads();
 }
@@ -460,14 +464,18 @@ LMKV_DISK_BATCHES(BM_PageIn_DiskScattered);
 LMKV_DISK_BATCHES(BM_PageIn_DiskNeighbours);
 #endif  // LMKV_WITH_CUDA
 
-// The disk itself, in the same run: 1024 reads of one block's bytes (rounded up to 4 KB) with
-// O_DIRECT from a 1 GiB file, by `threads` threads, at random aligned offsets (arg 1 = 0) or
-// back to back (arg 1 = 1). What the disk-tier page-ins can reach at best.
+// The disk itself, in the same run: one block's bytes (rounded up to 4 KB) 1024 times with
+// O_DIRECT from a 1 GiB file, by `threads` threads. Arg 1: 0 reads each block at a random aligned
+// offset, 1 reads the blocks back to back one at a time, 2 reads them back to back in reads of 32
+// blocks. What the disk-tier page-ins can reach at best.
 void BM_Baseline_DiskDirectReads(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
-  const bool sequential = state.range(1) == 1;
+  const int64_t mode = state.range(1);
+  const bool sequential = mode >= 1;
+  const size_t blocks_per_read = mode == 2 ? 32 : 1;
   constexpr size_t kFileBytes = 1ull << 30;
-  const size_t read_bytes = (kShape.payload_bytes() + 4095) / 4096 * 4096;
+  const size_t block_bytes = (kShape.payload_bytes() + 4095) / 4096 * 4096;
+  const size_t read_bytes = blocks_per_read * block_bytes;
   const std::string path = bench_dir("raw-disk.bin");
   static bool written = false;
   if (!written) {
@@ -483,13 +491,14 @@ void BM_Baseline_DiskDirectReads(benchmark::State& state) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
   if (fd < 0) return state.SkipWithError("O_DIRECT open failed (filesystem without direct I/O?)");
   std::mt19937_64 rng(5);
-  const size_t slots = kFileBytes / read_bytes;
-  constexpr int kReads = 1024;
+  const size_t slots = kFileBytes / block_bytes;
+  constexpr int kBlocks = 1024;
+  const int kReads = static_cast<int>(kBlocks / blocks_per_read);
   for (auto _ : state) {
     std::vector<size_t> offsets(kReads);
-    const size_t first = rng() % (slots - kReads);
+    const size_t first = rng() % (slots - kBlocks);
     for (int i = 0; i < kReads; ++i) {
-      offsets[i] = (sequential ? first + i : rng() % slots) * read_bytes;
+      offsets[i] = (sequential ? first + i * blocks_per_read : rng() % slots) * block_bytes;
     }
     std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t) {
@@ -505,12 +514,15 @@ void BM_Baseline_DiskDirectReads(benchmark::State& state) {
     for (auto& w : workers) w.join();
   }
   ::close(fd);
-  set_rate(state, kReads);
+  set_rate(state, kBlocks);
   state.counters["threads"] = threads;
+  state.counters["read_kb"] = static_cast<double>(read_bytes) / 1024;
 }
 BENCHMARK(BM_Baseline_DiskDirectReads)
     ->ArgsProduct({{1, 8, 32, 64}, {0}})
     ->Args({32, 1})
+    ->Args({8, 2})
+    ->Args({32, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
@@ -528,6 +540,16 @@ void BM_PageInToHost_DiskScattered(benchmark::State& state) {
   state.counters["direct_io"] = bs.store->disk_direct_reads();
 }
 LMKV_DISK_BATCHES(BM_PageInToHost_DiskScattered);
+
+void BM_PageInToHost_DiskNeighbours(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  BenchStore& bs = disk_store(state, cuda_device_count() > 0 ? kMaxBatch : 0);
+  if (!bs.store) return state.SkipWithError(bs.error.c_str());
+  run_page_ins(state, *bs.store, neighbour_batches(n, kHeads * kBlocksPerHead), PageInTarget::kHost,
+               nullptr, Tier::kDisk);
+  state.counters["direct_io"] = bs.store->disk_direct_reads();
+}
+LMKV_DISK_BATCHES(BM_PageInToHost_DiskNeighbours);
 
 // Host-tier hits: the page-in bookkeeping alone, on the CPU path.
 void BM_PageInToHost_HostHit(benchmark::State& state) {
