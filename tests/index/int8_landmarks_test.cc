@@ -13,8 +13,9 @@
 namespace lmkv {
 namespace {
 
-// Checks |key - scale * code| <= scale / 2 (with one float rounding of slack) and |code| <= 127
-// for every element, and that each row's largest element gets code +-127.
+// Checks |key - scale * code| <= scale (1/2 + 2^-17) (half a step, plus the rounding of key /
+// scale, a quotient of at most 128) and |code| <= 127 for every element, and that each row's
+// largest element gets code +-127.
 void expect_within_half_a_step(const std::vector<float>& keys, size_t n, uint32_t dim) {
   std::vector<int8_t> codes(n * dim, 99);
   std::vector<float> scales(n, -1.f);
@@ -27,7 +28,7 @@ void expect_within_half_a_step(const std::vector<float>& keys, size_t n, uint32_
       ASSERT_LE(std::abs(int(codes[i])), 127) << "row " << r << " dim " << j;
       largest_code = std::max(largest_code, std::abs(int(codes[i])));
       const double error = std::fabs(double(keys[i]) - double(scales[r]) * codes[i]);
-      ASSERT_LE(error, scales[r] * (0.5 + 1e-6)) << "row " << r << " dim " << j;
+      ASSERT_LE(error, scales[r] * (0.5 + std::ldexp(1.0, -17))) << "row " << r << " dim " << j;
     }
     if (scales[r] > 0) EXPECT_EQ(largest_code, 127) << "row " << r;
   }
