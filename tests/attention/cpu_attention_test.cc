@@ -114,6 +114,11 @@ TEST(CpuAttention, APlantedNeedleIsRetrievedAtEveryDepthAndDominates) {
   constexpr size_t kBlocks = 400;
   std::vector<float> direction(kDim);
   for (auto& x : direction) x = normal(rng);
+  // A fixed length (|direction|^2 = kDim) gives every seed the same margin: a short random
+  // direction would leave the needle too weak to dominate.
+  double squared = 0;
+  for (float x : direction) squared += double(x) * x;
+  for (auto& x : direction) x = static_cast<float>(x * std::sqrt(kDim / squared));
   for (size_t depth : {size_t{0}, kBlocks / 100, kBlocks / 2, kBlocks - 1}) {
     Layer layer = random_layer(rng, 1, kDim, kB, kBlocks, 2);
     for (auto* v : {&layer.keys[0], &layer.landmarks[0], &layer.wkeys[0]}) {
