@@ -41,13 +41,6 @@ struct PlannedBlock {
   Status status;
 };
 
-// How many distinct blocks `keys` names.
-size_t count_distinct(const std::vector<BlockKey>& keys) {
-  BlockKeySet distinct(keys.size());
-  for (const BlockKey& key : keys) distinct.insert(key);
-  return distinct.size();
-}
-
 // Releases everything a failed page-in holds: its pins, and the slots it was to fill.
 void abandon(StoreCore& c, std::vector<PlannedBlock>& plan) {
   for (PlannedBlock& b : plan) {
@@ -361,19 +354,21 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     return Status::FailedPrecondition(
         "page_in to the device needs a GPU tier (gpu_capacity_bytes)");
   }
+  BlockKeySet distinct(keys.size());  // numbers blocks in first-seen order, as `plan` holds them
   const SlotPool& target_pool = device ? c.gpu_slots : c.host_slots;
   if (static_cast<int64_t>(keys.size()) > target_pool.capacity()) {
-    const size_t distinct = count_distinct(keys);
-    if (static_cast<int64_t>(distinct) > target_pool.capacity()) {
+    // Only a request of more keys than slots can be too big: count its blocks up front, so that
+    // it is refused before it evicts anything. Planning below numbers them the same way.
+    for (const BlockKey& key : keys) distinct.insert(key);
+    if (static_cast<int64_t>(distinct.size()) > target_pool.capacity()) {
       return Status::ResourceExhausted(
-          fmt::format("page_in of {} distinct blocks exceeds the {} tier's {} slots", distinct,
-                      device ? "GPU" : "host", target_pool.capacity()));
+          fmt::format("page_in of {} distinct blocks exceeds the {} tier's {} slots",
+                      distinct.size(), device ? "GPU" : "host", target_pool.capacity()));
     }
   }
   std::vector<PlannedBlock> plan;  // the distinct blocks, in first-seen order
   plan.reserve(keys.size());
   std::vector<int32_t> which(keys.size());  // each key's block in `plan`
-  BlockKeySet distinct(keys.size());
 #ifdef LMKV_WITH_CUDA
   std::shared_ptr<CudaEvent> start_event;
   if (device && c.device_page_ins++ % c.options.latency_sample_period == 0) {
@@ -392,7 +387,8 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     bool reaped = false;
     for (size_t k = 0; k < keys.size(); ++k) {
       which[k] = static_cast<int32_t>(distinct.insert(keys[k]));
-      if (static_cast<size_t>(which[k]) < plan.size()) continue;  // a repeat
+      // A block's number is the count of blocks first seen before it: below plan.size(), a repeat.
+      if (static_cast<size_t>(which[k]) < plan.size()) continue;
       plan.emplace_back();
       plan.back().key = keys[k];
       const size_t i = plan.size() - 1;
