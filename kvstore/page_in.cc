@@ -201,8 +201,8 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 }
 
 #ifdef LMKV_WITH_CUDA
-// Up to this many blocks go by the copy engine (a launch costs more than a copy of one block);
-// more go by one gather kernel reading mapped pinned memory.
+// A page-in of up to this many blocks goes by the copy engine (a launch costs more than a copy of
+// one block); more go by gather kernels reading mapped pinned memory.
 constexpr size_t kCopyEngineMaxBlocks = 2;
 // While it plans a device page-in, the store launches the copies of host-resident blocks in
 // batches of 4, 8, 16, then 32 at a time, so that the GPU starts early and copies while the CPU
@@ -216,7 +216,9 @@ constexpr size_t kSteadyLaunchBlocks = 32;
 Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
                      const std::vector<size_t>& indices, cudaStream_t stream, bool follows_gather) {
   if (indices.empty()) return Status::Ok();
-  if (indices.size() <= kCopyEngineMaxBlocks) {
+  // Once this page-in's gathers run, the last few blocks join their chain as one more gather: a
+  // copy-engine copy would only start after all of them.
+  if (indices.size() <= kCopyEngineMaxBlocks && !follows_gather) {
     for (size_t i : indices) {
       LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(c.gpu_arena->slot(plan[i].gpu_slot),
                                                 c.host_arena->slot(plan[i].host_slot), c.slot_bytes,

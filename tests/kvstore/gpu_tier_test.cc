@@ -131,6 +131,40 @@ TEST_F(GpuTier, DevicePageInFromEachSourceTierIsBitExact) {
   ASSERT_CUDA(cudaStreamDestroy(stream));
 }
 
+// A page-in of host-resident blocks launches gathers of 4, 8, 16, then 32 blocks while it plans,
+// and one more for what is left. Every size up to past the first batch of 32 must deliver each
+// block whole, the sizes that leave one or two blocks for the end among them.
+TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
+  test::TempDir dir;
+  constexpr size_t kMaxBlocks = 70;
+  auto opened = TieredStore::open(gpu_options(dir.path(), kMaxBlocks, kMaxBlocks));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<BlockKey> keys;
+  for (uint64_t b = 0; b < kMaxBlocks; ++b) keys.push_back({2, 1, 0, b});
+  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
+  cudaStream_t stream;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const size_t bytes = store.shape().payload_bytes();
+  for (size_t n = 1; n <= kMaxBlocks; ++n) {
+    ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
+    poison_gpu_tier(store);
+    std::shuffle(keys.begin(), keys.end(), rng);
+    const std::vector<BlockKey> request(keys.begin(), keys.begin() + n);
+    Result<PageIn> page = store.page_in(request, PageInTarget::kDevice, stream);
+    ASSERT_TRUE(page.ok()) << page.status().to_string();
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(page->source(i), Tier::kHost) << request[i].to_string();
+      const std::vector<char> got = device_payload(*page, i, bytes, stream);
+      ASSERT_TRUE(test::payload_matches(store.shape(), request[i], seed, got.data()))
+          << request[i].to_string() << ", page-in of " << n;
+    }
+  }
+  ASSERT_CUDA(cudaStreamDestroy(stream));
+}
+
 // Large batches start copying while they are planned; batches of one or two blocks use the copy
 // engine. Both, with blocks from every tier mixed in one request, must deliver every byte.
 TEST_F(GpuTier, MixedSourcesInLargeAndSmallBatches) {
