@@ -27,8 +27,9 @@ CudaEvent::~CudaEvent() {
   if (event_) cudaEventDestroy(event_);
 }
 
-Status CudaEvent::create() {
-  LMKV_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event_, cudaEventDefault));
+Status CudaEvent::create(EventTiming timing) {
+  LMKV_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(
+      &event_, timing == EventTiming::kTimed ? cudaEventDefault : cudaEventDisableTiming));
   return Status::Ok();
 }
 
@@ -82,27 +83,28 @@ Status DeviceBuffer::reserve(size_t bytes) {
   return Status::Ok();
 }
 
-Result<std::shared_ptr<CudaEvent>> EventPool::acquire() {
+Result<std::shared_ptr<CudaEvent>> EventPool::acquire(EventTiming timing) {
+  std::vector<std::unique_ptr<CudaEvent>>& free = free_[static_cast<int>(timing)];
   std::unique_ptr<CudaEvent> event;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!free_.empty()) {
-      event = std::move(free_.back());
-      free_.pop_back();
+    if (!free.empty()) {
+      event = std::move(free.back());
+      free.pop_back();
     }
   }
   if (!event) {
     event = std::make_unique<CudaEvent>();
-    LMKV_RETURN_IF_ERROR(event->create());
+    LMKV_RETURN_IF_ERROR(event->create(timing));
   }
-  return std::shared_ptr<CudaEvent>(event.release(), [this](CudaEvent* e) {
+  return std::shared_ptr<CudaEvent>(event.release(), [this, &free](CudaEvent* e) {
     std::lock_guard<std::mutex> lock(mu_);
-    free_.emplace_back(e);
+    free.emplace_back(e);
   });
 }
 
-Result<std::shared_ptr<CudaEvent>> EventPool::record(cudaStream_t stream) {
-  LMKV_ASSIGN_OR_RETURN(std::shared_ptr<CudaEvent> event, acquire());
+Result<std::shared_ptr<CudaEvent>> EventPool::record(cudaStream_t stream, EventTiming timing) {
+  LMKV_ASSIGN_OR_RETURN(std::shared_ptr<CudaEvent> event, acquire(timing));
   LMKV_CUDA_RETURN_IF_ERROR(cudaEventRecord(event->get(), stream));
   return event;
 }

@@ -28,14 +28,18 @@ Status cuda_status(cudaError_t error, const char* call, const char* file, int li
 // an error, are not.
 bool is_device_pointer(const void* p);
 
-// Owns a cudaEvent_t (with timing, so page-ins can measure their latency on the GPU's clock).
+// Whether an event records a time stamp. Only timed events can be measured between, and a thread
+// waiting on one wakes about a microsecond later than on an untimed event.
+enum class EventTiming { kUntimed, kTimed };
+
+// Owns a cudaEvent_t.
 class CudaEvent {
  public:
   CudaEvent() = default;
   ~CudaEvent();
   CudaEvent(const CudaEvent&) = delete;
   CudaEvent& operator=(const CudaEvent&) = delete;
-  Status create();
+  Status create(EventTiming timing = EventTiming::kUntimed);
   cudaEvent_t get() const { return event_; }
 
  private:
@@ -70,13 +74,14 @@ class DeviceBuffer {
 // return to the pool when their last shared_ptr goes; the pool must outlive them.
 class EventPool {
  public:
-  Result<std::shared_ptr<CudaEvent>> acquire();
+  Result<std::shared_ptr<CudaEvent>> acquire(EventTiming timing);
   // acquire() and cudaEventRecord on `stream`.
-  Result<std::shared_ptr<CudaEvent>> record(cudaStream_t stream);
+  Result<std::shared_ptr<CudaEvent>> record(cudaStream_t stream,
+                                            EventTiming timing = EventTiming::kUntimed);
 
  private:
   std::mutex mu_;
-  std::vector<std::unique_ptr<CudaEvent>> free_;
+  std::vector<std::unique_ptr<CudaEvent>> free_[2];  // by EventTiming
 };
 
 // Owns a non-blocking cudaStream_t.

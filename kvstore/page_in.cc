@@ -293,6 +293,8 @@ Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
                              std::shared_ptr<CudaEvent> start, cudaStream_t stream,
                              bool follows_gather, std::shared_ptr<void>* ready_event,
                              std::vector<int32_t>* pinned) {
+  // Only a timed page-in (one in latency_sample_period) pays for timed events.
+  const EventTiming timing = start ? EventTiming::kTimed : EventTiming::kUntimed;
   std::vector<size_t> rest;
   bool any_gather = false;
   for (size_t i = 0; i < plan.size(); ++i) {
@@ -302,7 +304,7 @@ Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
   Status status = launch_copies(c, plan, rest, stream, follows_gather);
   std::shared_ptr<CudaEvent> gathered;
   if (status.ok() && any_gather) {
-    auto recorded = c.events.record(stream);
+    auto recorded = c.events.record(stream, timing);
     status = recorded.status();
     if (recorded.ok()) gathered = *recorded;
   }
@@ -321,7 +323,7 @@ Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
   if (status.ok() && (awaits || (start && !done))) {
     if (awaits) status = await_concurrent_fills(c, plan, stream, lock);
     if (status.ok()) {
-      auto recorded = c.events.record(stream);
+      auto recorded = c.events.record(stream, timing);
       status = recorded.status();
       if (recorded.ok()) done = *recorded;
     }
@@ -374,19 +376,19 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
 #ifdef LMKV_WITH_CUDA
   std::shared_ptr<CudaEvent> start_event;
   if (device && c.device_page_ins++ % c.options.latency_sample_period == 0) {
-    LMKV_ASSIGN_OR_RETURN(start_event, c.events.record(stream));
+    LMKV_ASSIGN_OR_RETURN(start_event, c.events.record(stream, EventTiming::kTimed));
   }
   EarlyCopies early(c, plan, stream);
 #endif
 
   // 1. Resolve every block to its tier; pin hits, reserve slots for the rest, and start copying
   // host-resident blocks to the GPU while planning goes on. Blocks are planned as they are first
-  // seen, and earlier page-ins' finished pins are released once the first copy is under way,
-  // so that the GPU starts as early as it can.
+  // seen, so that the GPU starts as early as it can, and earlier page-ins' finished pins are
+  // released after planning, when the copies under way leave the CPU time to spare (allocation
+  // releases them sooner if it runs out of slots).
   {
     std::lock_guard<std::mutex> lock(c.mu);
     LMKV_RETURN_IF_ERROR(check_open());
-    bool reaped = false;
     for (size_t k = 0; k < keys.size(); ++k) {
       which[k] = static_cast<int32_t>(distinct.insert(keys[k]));
       // A block's number is the count of blocks first seen before it: below plan.size(), a repeat.
@@ -403,14 +405,8 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
         abandon(c, plan);
         return planned;
       }
-#ifdef LMKV_WITH_CUDA
-      if (!reaped && early.started()) {
-        c.reap_deferred(/*block=*/false);
-        reaped = true;
-      }
-#endif
     }
-    if (!reaped) c.reap_deferred(/*block=*/false);
+    c.reap_deferred(/*block=*/false);
   }
 
   // 2. This page-in's own disk reads, outside the lock.
