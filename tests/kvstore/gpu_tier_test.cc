@@ -165,6 +165,47 @@ TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
   ASSERT_CUDA(cudaStreamDestroy(stream));
 }
 
+// One page-in in latency_sample_period is timed (timed events); the others wait on untimed ones.
+// Either way wait() must return only once every block has landed: the copies back run on a
+// second stream, ordered after the page-in by nothing but wait().
+TEST_F(GpuTier, WaitCoversTimedAndUntimedPageIns) {
+  test::TempDir dir;
+  constexpr size_t kBlocks = 40;  // past the first batches of 4, 8 and 16
+  constexpr int kPageIns = 12;
+  StoreOptions options = gpu_options(dir.path(), kBlocks, kBlocks);
+  options.latency_sample_period = 4;
+  auto opened = TieredStore::open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<BlockKey> keys;
+  for (uint64_t b = 0; b < kBlocks; ++b) keys.push_back({5, 0, 2, b});
+  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
+  cudaStream_t stream, reader;
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  ASSERT_CUDA(cudaStreamCreateWithFlags(&reader, cudaStreamNonBlocking));
+  const size_t bytes = store.shape().payload_bytes();
+  for (int round = 0; round < kPageIns; ++round) {
+    ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
+    poison_gpu_tier(store);
+    std::shuffle(keys.begin(), keys.end(), rng);
+    Result<PageIn> page = store.page_in(keys, PageInTarget::kDevice, stream);
+    ASSERT_TRUE(page.ok()) << page.status().to_string();
+    ASSERT_TRUE(page->wait().ok());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      ASSERT_EQ(page->source(i), Tier::kHost) << keys[i].to_string();
+      const std::vector<char> got = device_payload(*page, i, bytes, reader);
+      ASSERT_TRUE(test::payload_matches(store.shape(), keys[i], seed, got.data()))
+          << keys[i].to_string() << ", page-in " << round;
+    }
+  }
+  ASSERT_TRUE(store.close().ok());  // waits for the latency callbacks
+  EXPECT_EQ(store.stats().latency(Tier::kHost).count(), static_cast<uint64_t>(kPageIns / 4));
+  ASSERT_CUDA(cudaStreamDestroy(stream));
+  ASSERT_CUDA(cudaStreamDestroy(reader));
+}
+
 // Large batches start copying while they are planned; batches of one or two blocks use the copy
 // engine. Both, with blocks from every tier mixed in one request, must deliver every byte.
 TEST_F(GpuTier, MixedSourcesInLargeAndSmallBatches) {
