@@ -205,11 +205,13 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 // one block); more go by gather kernels reading mapped pinned memory.
 constexpr size_t kCopyEngineMaxBlocks = 2;
 // While it plans a device page-in, the store launches the copies of host-resident blocks in
-// batches of 4, 8, 16, then 32 at a time, so that the GPU starts early and copies while the CPU
-// plans the rest: the CPU plans and launches 32 blocks faster than the link carries them, and
-// each batch after the first overlaps the one before it (launch_slot_gather's overlap_previous).
-constexpr size_t kFirstLaunchBlocks = 4;
-constexpr size_t kSteadyLaunchBlocks = 32;
+// batches of 16, 32, then 64 at a time, so that the GPU copies while the CPU plans the rest; each
+// batch after the first overlaps the one before it (launch_slot_gather's overlap_previous). The
+// link carries 16 blocks in about 8 us, about what the CPU needs to plan and launch the next 32
+// (a launch alone costs it about 3 us), so the GPU, once started, never waits for the CPU. Smaller
+// first batches start it sooner but leave it idle between them, and finish no earlier.
+constexpr size_t kFirstLaunchBlocks = 16;
+constexpr size_t kSteadyLaunchBlocks = 64;
 
 // Enqueues the host-to-GPU copies of plan[i] for i in `indices`; `follows_gather` when the kernel
 // before it on the stream is this page-in's own earlier gather.

@@ -131,12 +131,12 @@ TEST_F(GpuTier, DevicePageInFromEachSourceTierIsBitExact) {
   ASSERT_CUDA(cudaStreamDestroy(stream));
 }
 
-// A page-in of host-resident blocks launches gathers of 4, 8, 16, then 32 blocks while it plans,
-// and one more for what is left. Every size up to past the first batch of 32 must deliver each
+// A page-in of host-resident blocks launches gathers of 16, 32, then 64 blocks while it plans,
+// and one more for what is left. Every size up to past the first batch of 64 must deliver each
 // block whole, the sizes that leave one or two blocks for the end among them.
 TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
   test::TempDir dir;
-  constexpr size_t kMaxBlocks = 70;
+  constexpr size_t kMaxBlocks = 16 + 32 + 64 + 2;
   auto opened = TieredStore::open(gpu_options(dir.path(), kMaxBlocks, kMaxBlocks));
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   TieredStore& store = **opened;
@@ -170,7 +170,7 @@ TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
 // second stream, ordered after the page-in by nothing but wait().
 TEST_F(GpuTier, WaitCoversTimedAndUntimedPageIns) {
   test::TempDir dir;
-  constexpr size_t kBlocks = 40;  // past the first batches of 4, 8 and 16
+  constexpr size_t kBlocks = 60;  // a chain of two gathers (16 and 32 blocks) and a last one
   constexpr int kPageIns = 12;
   StoreOptions options = gpu_options(dir.path(), kBlocks, kBlocks);
   options.latency_sample_period = 4;
