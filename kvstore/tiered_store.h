@@ -49,12 +49,14 @@ struct StoreOptions {
   DirectIo direct_io = DirectIo::kAuto;  // disk reads bypass the page cache where possible
   bool disk_blob_files = true;           // see DiskOptions::blob_files
   // Parallel MultiGet batches per page-in (1..256). Scattered 25.6 KB reads need many in flight:
-  // on the GPU machine's NVMe disk 32 beat 8 and 16 and matched 64.
+  // on the GPU machine's disk 32 beat 8 and 16 and matched 64 (a later sweep of 4 to 32 batches
+  // found no difference beyond that disk's run-to-run spread).
   int disk_read_threads = 32;
   int cuda_device = 0;  // device of the GPU tier
   // Device page-ins time their swap-in latency with a pair of GPU events; recording the first
-  // costs about as much as a small copy, so one page-in in this many is timed (1 times all).
-  // Host page-ins are always timed (a clock read).
+  // costs about as much as a small copy, so one page-in in this many is timed (1 times all). The
+  // others wait on untimed events, which wake a waiting thread about 1 us sooner. Host page-ins
+  // are always timed (a clock read).
   int latency_sample_period = 8;
   // Tests wrap the disk tier to inject faults; null opens RocksDB at disk_path.
   std::function<Result<std::unique_ptr<DiskTier>>(const DiskOptions&)> open_disk;
