@@ -6,6 +6,7 @@
 #include <array>
 #include <cstring>
 #include <random>
+#include <string>
 #include <thread>
 
 #include "kvstore/cuda_util.h"
@@ -37,6 +38,19 @@ std::vector<char> device_payload(const PageIn& page, size_t i, size_t bytes, cud
             cudaSuccess);
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   return out;
+}
+
+// Checks that block i of a device page-in came from `source` and holds keys[i]'s test payload,
+// copying each back on `stream`. Callers wrap it in ASSERT_NO_FATAL_FAILURE.
+void check_page_in(const TieredStore& store, const PageIn& page, const std::vector<BlockKey>& keys,
+                   uint64_t seed, Tier source, cudaStream_t stream, const std::string& context) {
+  const size_t bytes = store.shape().payload_bytes();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_EQ(page.source(i), source) << keys[i].to_string() << ", " << context;
+    const std::vector<char> got = device_payload(page, i, bytes, stream);
+    ASSERT_TRUE(test::payload_matches(store.shape(), keys[i], seed, got.data()))
+        << keys[i].to_string() << " from " << tier_name(source) << ", " << context;
+  }
 }
 
 StoreOptions gpu_options(const std::string& dir, int32_t gpu_blocks, int32_t host_blocks) {
@@ -109,17 +123,12 @@ TEST_F(GpuTier, DevicePageInFromEachSourceTierIsBitExact) {
   poison_gpu_tier(store);
   cudaStream_t stream;
   ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const size_t bytes = store.shape().payload_bytes();
   for (Tier expected : {Tier::kDisk, Tier::kGpu, Tier::kHost}) {
     if (expected == Tier::kHost) ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
     Result<PageIn> page = store.page_in(keys, PageInTarget::kDevice, stream);
     ASSERT_TRUE(page.ok()) << page.status().to_string();
-    for (size_t i = 0; i < keys.size(); ++i) {
-      EXPECT_EQ(page->source(i), expected) << tier_name(expected);
-      const std::vector<char> got = device_payload(*page, i, bytes, stream);
-      ASSERT_TRUE(test::payload_matches(store.shape(), keys[i], seed, got.data()))
-          << keys[i].to_string() << " from " << tier_name(expected);
-    }
+    ASSERT_NO_FATAL_FAILURE(
+        check_page_in(store, *page, keys, seed, expected, stream, "paged in from each tier"));
   }
   const StoreStatsSnapshot s = store.stats();
   EXPECT_EQ(s.tier(Tier::kGpu).hits, keys.size());
@@ -147,7 +156,6 @@ TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
   for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
   cudaStream_t stream;
   ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const size_t bytes = store.shape().payload_bytes();
   for (size_t n = 1; n <= kMaxBlocks; ++n) {
     ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
     poison_gpu_tier(store);
@@ -155,12 +163,8 @@ TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
     const std::vector<BlockKey> request(keys.begin(), keys.begin() + n);
     Result<PageIn> page = store.page_in(request, PageInTarget::kDevice, stream);
     ASSERT_TRUE(page.ok()) << page.status().to_string();
-    for (size_t i = 0; i < n; ++i) {
-      ASSERT_EQ(page->source(i), Tier::kHost) << request[i].to_string();
-      const std::vector<char> got = device_payload(*page, i, bytes, stream);
-      ASSERT_TRUE(test::payload_matches(store.shape(), request[i], seed, got.data()))
-          << request[i].to_string() << ", page-in of " << n;
-    }
+    ASSERT_NO_FATAL_FAILURE(check_page_in(store, *page, request, seed, Tier::kHost, stream,
+                                          "page-in of " + std::to_string(n)));
   }
   ASSERT_CUDA(cudaStreamDestroy(stream));
 }
@@ -185,7 +189,6 @@ TEST_F(GpuTier, WaitCoversTimedAndUntimedPageIns) {
   cudaStream_t stream, reader;
   ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   ASSERT_CUDA(cudaStreamCreateWithFlags(&reader, cudaStreamNonBlocking));
-  const size_t bytes = store.shape().payload_bytes();
   for (int round = 0; round < kPageIns; ++round) {
     ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
     poison_gpu_tier(store);
@@ -193,12 +196,8 @@ TEST_F(GpuTier, WaitCoversTimedAndUntimedPageIns) {
     Result<PageIn> page = store.page_in(keys, PageInTarget::kDevice, stream);
     ASSERT_TRUE(page.ok()) << page.status().to_string();
     ASSERT_TRUE(page->wait().ok());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      ASSERT_EQ(page->source(i), Tier::kHost) << keys[i].to_string();
-      const std::vector<char> got = device_payload(*page, i, bytes, reader);
-      ASSERT_TRUE(test::payload_matches(store.shape(), keys[i], seed, got.data()))
-          << keys[i].to_string() << ", page-in " << round;
-    }
+    ASSERT_NO_FATAL_FAILURE(check_page_in(store, *page, keys, seed, Tier::kHost, reader,
+                                          "page-in " + std::to_string(round)));
   }
   ASSERT_TRUE(store.close().ok());  // waits for the latency callbacks
   EXPECT_EQ(store.stats().latency(Tier::kHost).count(), static_cast<uint64_t>(kPageIns / 4));
