@@ -6,6 +6,7 @@
 #include "kvstore/cuda_util.h"
 #include "kvstore/dependent_launch.cuh"
 #include "kvstore/gpu_tier.h"
+#include "kvstore/slot_copy.cuh"
 
 namespace lmkv {
 namespace {
@@ -20,10 +21,9 @@ struct SlotPairs {
 };
 constexpr int kMaxSlotsPerLaunch = 1024;
 
-// Each thread block copies kThreads * kLoads 16-byte vectors of one slot: all loads first, so that
-// they are in flight together, then all stores. The next gather may start at once; this one ends
-// only after the one before it (a no-op unless launched as its programmatic dependent), so the
-// last gather of a chain finishing means all have.
+// Each thread block copies kThreads * kLoads 16-byte vectors of one slot. The next gather may
+// start at once; this one ends only after the one before it (a no-op unless launched as its
+// programmatic dependent), so the last gather of a chain finishing means all have.
 template <int kThreads, int kLoads, int kPairs>
 __global__ void __launch_bounds__(kThreads)
     slot_gather_kernel(const uint4* __restrict__ src_base, uint4* __restrict__ dst_base,
@@ -33,19 +33,9 @@ __global__ void __launch_bounds__(kThreads)
   kernels::let_dependent_grid_launch();
   const int item = blockIdx.x / chunks_per_slot;
   const size_t begin = static_cast<size_t>(blockIdx.x % chunks_per_slot) * kChunkVecs;
-  const uint4* src = src_base + static_cast<size_t>(pairs.src[item]) * slot_vecs;
-  uint4* dst = dst_base + static_cast<size_t>(pairs.dst[item]) * slot_vecs;
-  uint4 staged[kLoads];
-#pragma unroll
-  for (int j = 0; j < kLoads; ++j) {
-    const size_t i = begin + threadIdx.x + j * kThreads;
-    if (i < slot_vecs) staged[j] = src[i];
-  }
-#pragma unroll
-  for (int j = 0; j < kLoads; ++j) {
-    const size_t i = begin + threadIdx.x + j * kThreads;
-    if (i < slot_vecs) dst[i] = staged[j];
-  }
+  kernels::copy_slot_chunk<kThreads, kLoads>(
+      src_base + static_cast<size_t>(pairs.src[item]) * slot_vecs,
+      dst_base + static_cast<size_t>(pairs.dst[item]) * slot_vecs, begin, slot_vecs);
   kernels::wait_for_prerequisite_grid();
 }
 

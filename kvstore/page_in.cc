@@ -204,14 +204,6 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 // A page-in of up to this many blocks goes by the copy engine (a launch costs more than a copy of
 // one block); more go by gather kernels reading mapped pinned memory.
 constexpr size_t kCopyEngineMaxBlocks = 2;
-// While it plans a device page-in, the store launches the copies of host-resident blocks in
-// batches of 16, 32, then 64 at a time, so that the GPU copies while the CPU plans the rest; each
-// batch after the first overlaps the one before it (launch_slot_gather's overlap_previous). The
-// link carries 16 blocks in about 8 us, about what the CPU needs to plan and launch the next 32
-// (a launch alone costs it about 3 us). Batches of 4, 8, 16, then 32 started the GPU sooner but
-// left it idle for 8-9 us between them, and finished later.
-constexpr size_t kFirstLaunchBlocks = 16;
-constexpr size_t kSteadyLaunchBlocks = 64;
 
 // Enqueues the host-to-GPU copies of plan[i] for i in `indices`; `follows_gather` when the kernel
 // before it on the stream is this page-in's own earlier gather.
@@ -243,33 +235,83 @@ Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
   return Status::Ok();
 }
 
-// Collects planned blocks whose host copy is ready and launches them in growing batches.
-class EarlyCopies {
+// Copies host-resident blocks to the GPU while planning goes on. The first such block launches a
+// streamed gather (streamed_gather.h) and every one is published to it as soon as it is planned,
+// so the GPU copies from the first block on. A full list is closed and the next one launched as
+// its programmatic dependent. The open list is closed at the end of planning, and before planning
+// waits for the GPU (StoreCore::before_gpu_wait); blocks after that go to a new list.
+class StreamedCopies {
  public:
-  EarlyCopies(StoreCore& c, std::vector<PlannedBlock>& plan, cudaStream_t stream)
+  StreamedCopies(StoreCore& c, std::vector<PlannedBlock>& plan, cudaStream_t stream)
       : c_(c), plan_(plan), stream_(stream) {}
+  // After an early return: lets the copies finish and gives the lists back. Needs c.mu free, and
+  // the lists closed (ClosedWhenPlanningEnds).
+  ~StreamedCopies() {
+    if (lists_.empty()) return;
+    settle();
+    std::lock_guard<std::mutex> lock(c_.mu);
+    retire(nullptr);
+  }
+  StreamedCopies(const StreamedCopies&) = delete;
+  StreamedCopies& operator=(const StreamedCopies&) = delete;
 
-  Status add(size_t i) {
-    const PlannedBlock& b = plan_[i];
+  // Publishes plan[i] when the GPU copy is this page-in's to make from a ready host copy; at most
+  // `blocks_left` blocks, this one included, remain to plan. Needs c.mu.
+  Status add(size_t i, size_t blocks_left) {
+    PlannedBlock& b = plan_[i];
     if (!b.gather || b.read_disk || b.await_host) return Status::Ok();
-    pending_.push_back(i);
-    if (pending_.size() < next_batch_) return Status::Ok();
-    next_batch_ = std::min(2 * next_batch_, kSteadyLaunchBlocks);
-    Status launched = launch_copies(c_, plan_, pending_, stream_, started_);
-    started_ = true;
-    pending_.clear();
-    return launched;
+    if (!open_ || lists_.back().published == lists_.back().max_pairs) {
+      close();
+      LMKV_ASSIGN_OR_RETURN(GatherListPool::List list, c_.gather_lists.acquire());
+      list.max_pairs = static_cast<uint32_t>(std::min<size_t>(blocks_left, GatherList::kCapacity));
+      Status launched =
+          launch_streamed_gather(c_.host_arena->device_view(), c_.gpu_arena->base(), c_.slot_bytes,
+                                 list, stream_, /*overlap_previous=*/started());
+      if (!launched.ok()) {
+        c_.gather_lists.retire(list, nullptr);
+        return launched;
+      }
+      lists_.push_back(list);
+      open_ = true;
+      c_.before_gpu_wait = [this] { close(); };
+    }
+    publish_gather_pair(lists_.back(), b.host_slot, b.gpu_slot);
+    b.launched = true;
+    return Status::Ok();
+  }
+  // Publishes no more: the kernel finishes once it has copied what was published. Needs c.mu.
+  void close() {
+    if (!open_) return;
+    close_gather_list(lists_.back());
+    open_ = false;
+    c_.before_gpu_wait = nullptr;
+  }
+  // Closes and waits for the copies under way, before their slots are given up.
+  void settle() {
+    close();
+    if (started()) cudaStreamSynchronize(stream_);
   }
   // Whether a gather of this page-in was launched (the last kernel on the stream is one).
-  bool started() const { return started_; }
+  bool started() const { return !lists_.empty(); }
+  // Gives the lists back, for reuse once the GPU passes `done` (null: the stream is idle). Needs
+  // c.mu.
+  void retire(const std::shared_ptr<CudaEvent>& done) {
+    for (const GatherListPool::List& list : lists_) c_.gather_lists.retire(list, done);
+    lists_.clear();
+  }
 
  private:
   StoreCore& c_;
   std::vector<PlannedBlock>& plan_;
   cudaStream_t stream_;
-  std::vector<size_t> pending_;
-  size_t next_batch_ = kFirstLaunchBlocks;
-  bool started_ = false;
+  std::vector<GatherListPool::List> lists_;
+  bool open_ = false;
+};
+
+// Closes the streamed gather when planning ends, however it ends, while c.mu is still held.
+struct ClosedWhenPlanningEnds {
+  StreamedCopies& copies;
+  ~ClosedWhenPlanningEnds() { copies.close(); }
 };
 
 // Makes `stream` wait for GPU slots that other page-ins are filling. Needs c.mu held by `lock`.
@@ -293,7 +335,7 @@ Status await_concurrent_fills(StoreCore& c, const std::vector<PlannedBlock>& pla
 // On failure releases everything.
 Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
                              std::shared_ptr<CudaEvent> start, cudaStream_t stream,
-                             bool follows_gather, std::shared_ptr<void>* ready_event,
+                             StreamedCopies& early, std::shared_ptr<void>* ready_event,
                              std::vector<int32_t>* pinned) {
   // Only a timed page-in (one in latency_sample_period) pays for timed events.
   const EventTiming timing = start ? EventTiming::kTimed : EventTiming::kUntimed;
@@ -303,7 +345,7 @@ Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
     any_gather |= plan[i].gather;
     if (plan[i].gather && !plan[i].launched) rest.push_back(i);
   }
-  Status status = launch_copies(c, plan, rest, stream, follows_gather);
+  Status status = launch_copies(c, plan, rest, stream, early.started());
   std::shared_ptr<CudaEvent> gathered;
   if (status.ok() && any_gather) {
     auto recorded = c.events.record(stream, timing);
@@ -333,9 +375,11 @@ Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
   if (!status.ok()) {
     // Copies may be in flight into and out of these slots: let them land before freeing any.
     cudaStreamSynchronize(stream);
+    early.retire(nullptr);
     abandon(c, plan);
     return status;
   }
+  early.retire(gathered);
   for (const PlannedBlock& b : plan) pinned->push_back(b.gpu_slot);
   if (!done) return Status::Ok();  // GPU hits only: nothing to wait for
   // Host copies stay pinned until the copies have read them; the same entry times the page-in.
@@ -380,7 +424,7 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
   if (device && c.device_page_ins++ % c.options.latency_sample_period == 0) {
     LMKV_ASSIGN_OR_RETURN(start_event, c.events.record(stream, EventTiming::kTimed));
   }
-  EarlyCopies early(c, plan, stream);
+  StreamedCopies early(c, plan, stream);
 #endif
 
   // 1. Resolve every block to its tier; pin hits, reserve slots for the rest, and start copying
@@ -390,6 +434,9 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
   // releases them sooner if it runs out of slots).
   {
     std::lock_guard<std::mutex> lock(c.mu);
+#ifdef LMKV_WITH_CUDA
+    const ClosedWhenPlanningEnds close_gather{early};
+#endif
     LMKV_RETURN_IF_ERROR(check_open());
     for (size_t k = 0; k < keys.size(); ++k) {
       which[k] = static_cast<int32_t>(distinct.insert(keys[k]));
@@ -400,8 +447,10 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
       const size_t i = plan.size() - 1;
       Status planned = plan_block(c, plan[i], device);
 #ifdef LMKV_WITH_CUDA
-      if (planned.ok() && device) planned = early.add(i);
-      if (!planned.ok() && early.started()) cudaStreamSynchronize(stream);
+      if (planned.ok() && device && keys.size() > kCopyEngineMaxBlocks) {
+        planned = early.add(i, keys.size() - k);
+      }
+      if (!planned.ok()) early.settle();
 #endif
       if (!planned.ok()) {
         abandon(c, plan);
@@ -428,6 +477,10 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     }
     Status failed = first_failures(plan);
     if (!failed.ok()) {
+#ifdef LMKV_WITH_CUDA
+      early.settle();  // copies of other blocks may be under way into and out of these slots
+      early.retire(nullptr);
+#endif
       abandon(c, plan);
       return failed.with_context("page_in");
     }
@@ -457,7 +510,7 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
   }
 #ifdef LMKV_WITH_CUDA
   // 4. One gather for every block that was not on the GPU yet.
-  Status finished = finish_device_page_in(c, plan, std::move(start_event), stream, early.started(),
+  Status finished = finish_device_page_in(c, plan, std::move(start_event), stream, early,
                                           &result.ready_event_, &result.pinned_slots_);
   if (!finished.ok()) {
     result.core_.reset();  // nothing is pinned any more

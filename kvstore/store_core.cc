@@ -76,6 +76,11 @@ void StoreCore::unpin(Tier tier, int32_t slot) {
 
 void StoreCore::reap_deferred(bool block) {
 #ifdef LMKV_WITH_CUDA
+  if (block && !deferred.empty() && before_gpu_wait) {
+    std::function<void()> close_gather = std::move(before_gpu_wait);
+    before_gpu_wait = nullptr;
+    close_gather();
+  }
   bool first = true;
   while (!deferred.empty()) {
     cudaEvent_t event = static_cast<CudaEvent*>(deferred.front().event.get())->get();

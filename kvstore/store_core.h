@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,6 +26,7 @@
 #ifdef LMKV_WITH_CUDA
 #include "kvstore/cuda_util.h"
 #include "kvstore/gpu_tier.h"
+#include "kvstore/streamed_gather.h"
 #endif
 
 namespace lmkv::detail {
@@ -54,7 +56,8 @@ struct StoreCore {
   StoreCore(const StoreOptions& options, int32_t gpu_slots, int32_t host_slots);
 
 #ifdef LMKV_WITH_CUDA
-  EventPool events;  // first, so that it outlives every event the members below hold
+  EventPool events;             // first, so that it outlives every event the members below hold
+  GatherListPool gather_lists;  // guarded by `mu`
 #endif
 
   StoreOptions options;
@@ -82,6 +85,9 @@ struct StoreCore {
   std::array<uint64_t, kTierCount> evictions{};
   bool closed = false;
   std::atomic<uint64_t> device_page_ins{0};  // picks the page-ins whose latency is timed
+  // Set while a page-in publishes to a streamed gather: closes it. A blocking reap calls it (once)
+  // first, since the GPU may not finish the work waited for while that kernel waits for the host.
+  std::function<void()> before_gpu_wait;
 
   SlotPool& pool(Tier tier) { return tier == Tier::kGpu ? gpu_slots : host_slots; }
 

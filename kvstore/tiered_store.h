@@ -124,8 +124,9 @@ class TieredStore {
   Status put(const std::vector<BlockWrite>& blocks);
 
   // Brings `keys` (any order, duplicates allowed) into the target tier in one batch: hits are
-  // pinned, host-resident blocks are gathered by one kernel reading mapped pinned memory,
-  // disk-resident ones are read with parallel MultiGet into the host tier (promotion) first.
+  // pinned, host-resident blocks are gathered by a kernel reading mapped pinned memory that starts
+  // copying while the call still plans the rest (streamed_gather.h), disk-resident ones are read
+  // with parallel MultiGet into the host tier (promotion) first.
   // For kDevice the copies are enqueued on `stream` and the call returns once they are enqueued;
   // the data is usable by later work on that stream. Unknown or corrupted blocks fail the whole
   // call, naming them, and leave nothing pinned.

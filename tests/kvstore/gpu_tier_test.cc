@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <string>
@@ -14,7 +15,10 @@
 #include "test_util.h"
 
 #ifdef LMKV_WITH_CUDA
+#include "faulty_disk.h"
+#include "gpu_test.h"
 #include "kvstore/gpu_tier.h"
+#include "kvstore/streamed_gather.h"
 #endif
 
 namespace lmkv {
@@ -22,14 +26,7 @@ namespace {
 
 #ifdef LMKV_WITH_CUDA
 
-#define ASSERT_CUDA(call) ASSERT_EQ((call), cudaSuccess) << #call
-
-class GpuTier : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
-  }
-};
+class GpuTier : public test::GpuTest {};
 
 // Copies block i of a device page-in back to the host (on the page-in's stream).
 std::vector<char> device_payload(const PageIn& page, size_t i, size_t bytes, cudaStream_t stream) {
@@ -64,6 +61,20 @@ void poison_gpu_tier(TieredStore& store) {
   ASSERT_CUDA(cudaMemset(const_cast<char*>(store.gpu_slot_base()), 0xFF,
                          store.gpu_slot_count() * store.shape().payload_bytes()));
   ASSERT_CUDA(cudaDeviceSynchronize());
+}
+
+// Evicts every GPU copy and poisons the slots they leave.
+void empty_gpu_tier(TieredStore& store) {
+  ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
+  ASSERT_NO_FATAL_FAILURE(poison_gpu_tier(store));
+}
+
+// Pages `keys` in to the device and checks that each came from the host tier, whole.
+void page_in_from_host(TieredStore& store, const std::vector<BlockKey>& keys, uint64_t seed,
+                       cudaStream_t stream, const std::string& context) {
+  Result<PageIn> page = store.page_in(keys, PageInTarget::kDevice, stream);
+  ASSERT_TRUE(page.ok()) << page.status().to_string() << ", " << context;
+  ASSERT_NO_FATAL_FAILURE(check_page_in(store, *page, keys, seed, Tier::kHost, stream, context));
 }
 
 TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunchesInEveryShape) {
@@ -140,12 +151,11 @@ TEST_F(GpuTier, DevicePageInFromEachSourceTierIsBitExact) {
   ASSERT_CUDA(cudaStreamDestroy(stream));
 }
 
-// A page-in of host-resident blocks launches gathers of 16, 32, then 64 blocks while it plans,
-// and one more for what is left. Every size up to past the first batch of 64 must deliver each
-// block whole, the sizes that leave one or two blocks for the end among them.
+// A page-in of host-resident blocks publishes each to a streamed gather as it plans it; one or two
+// blocks go by the copy engine instead. Every size must deliver each block whole.
 TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
   test::TempDir dir;
-  constexpr size_t kMaxBlocks = 16 + 32 + 64 + 2;
+  constexpr size_t kMaxBlocks = 114;
   auto opened = TieredStore::open(gpu_options(dir.path(), kMaxBlocks, kMaxBlocks));
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   TieredStore& store = **opened;
@@ -157,14 +167,11 @@ TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
   cudaStream_t stream;
   ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   for (size_t n = 1; n <= kMaxBlocks; ++n) {
-    ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
-    poison_gpu_tier(store);
+    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
     std::shuffle(keys.begin(), keys.end(), rng);
     const std::vector<BlockKey> request(keys.begin(), keys.begin() + n);
-    Result<PageIn> page = store.page_in(request, PageInTarget::kDevice, stream);
-    ASSERT_TRUE(page.ok()) << page.status().to_string();
-    ASSERT_NO_FATAL_FAILURE(check_page_in(store, *page, request, seed, Tier::kHost, stream,
-                                          "page-in of " + std::to_string(n)));
+    ASSERT_NO_FATAL_FAILURE(
+        page_in_from_host(store, request, seed, stream, "page-in of " + std::to_string(n)));
   }
   ASSERT_CUDA(cudaStreamDestroy(stream));
 }
@@ -174,7 +181,7 @@ TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
 // second stream, ordered after the page-in by nothing but wait().
 TEST_F(GpuTier, WaitCoversTimedAndUntimedPageIns) {
   test::TempDir dir;
-  constexpr size_t kBlocks = 60;  // a chain of two gathers (16 and 32 blocks) and a last one
+  constexpr size_t kBlocks = 60;
   constexpr int kPageIns = 12;
   StoreOptions options = gpu_options(dir.path(), kBlocks, kBlocks);
   options.latency_sample_period = 4;
@@ -190,8 +197,7 @@ TEST_F(GpuTier, WaitCoversTimedAndUntimedPageIns) {
   ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   ASSERT_CUDA(cudaStreamCreateWithFlags(&reader, cudaStreamNonBlocking));
   for (int round = 0; round < kPageIns; ++round) {
-    ASSERT_TRUE(store.evict_all(Tier::kGpu).ok());
-    poison_gpu_tier(store);
+    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
     std::shuffle(keys.begin(), keys.end(), rng);
     Result<PageIn> page = store.page_in(keys, PageInTarget::kDevice, stream);
     ASSERT_TRUE(page.ok()) << page.status().to_string();
@@ -256,6 +262,97 @@ TEST_F(GpuTier, MixedSourcesInLargeAndSmallBatches) {
     }
   }
   ASSERT_CUDA(cudaStreamDestroy(stream));
+}
+
+// More host-resident blocks than one gather list holds (1024): the page-in chains three lists.
+TEST_F(GpuTier, PageInsLongerThanOneGatherListAreBitExact) {
+  test::TempDir dir;
+  constexpr size_t kList = GatherList::kCapacity;
+  constexpr size_t kBlocks = 2 * kList + 52;
+  auto opened = TieredStore::open(gpu_options(dir.path(), kBlocks, kBlocks));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<BlockKey> keys;
+  for (uint64_t b = 0; b < kBlocks; ++b) keys.push_back({b % 7, 0, 1, b});
+  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
+  CudaStream stream;
+  ASSERT_TRUE(stream.create().ok());
+  for (size_t n : {kList, kList + 1, kBlocks}) {
+    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
+    std::shuffle(keys.begin(), keys.end(), rng);
+    const std::vector<BlockKey> request(keys.begin(), keys.begin() + n);
+    ASSERT_NO_FATAL_FAILURE(
+        page_in_from_host(store, request, seed, stream.get(), "page-in of " + std::to_string(n)));
+  }
+}
+
+void CUDART_CB sleep_20ms(void*) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); }
+
+// A page-in that runs out of GPU slots while it plans waits for an earlier page-in's pins to be
+// given back, which needs the GPU. It closes its streamed gather first, publishes the rest to a
+// new one, and delivers every block.
+TEST_F(GpuTier, PlanningThatWaitsForTheGpuDeliversEveryBlock) {
+  test::TempDir dir;
+  constexpr size_t kBatch = 32;
+  auto opened = TieredStore::open(gpu_options(dir.path(), kBatch + kBatch / 2, 2 * kBatch));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::vector<BlockKey> first, second;
+  for (uint64_t b = 0; b < 2 * kBatch; ++b) {
+    (b < kBatch ? first : second).push_back({3, 0, 0, b});
+    ASSERT_TRUE(test::put_test_block(store, {3, 0, 0, b}, seed).ok());
+  }
+  CudaStream stream;
+  ASSERT_TRUE(stream.create().ok());
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
+    Result<PageIn> held = store.page_in(first, PageInTarget::kDevice, stream.get());
+    ASSERT_TRUE(held.ok()) << held.status().to_string();
+    // The stream is busy when the first page-in is released: its pins are given back only once
+    // the GPU gets past the host function, and the second page-in needs half of its slots.
+    ASSERT_CUDA(cudaLaunchHostFunc(stream.get(), sleep_20ms, nullptr));
+    held->release();
+    ASSERT_NO_FATAL_FAILURE(
+        page_in_from_host(store, second, seed, stream.get(), "round " + std::to_string(round)));
+  }
+}
+
+// A page-in whose disk read fails after its host-resident blocks were published gives up its slots
+// only once those copies have landed: the next page-ins, into the same slots, deliver every block.
+TEST_F(GpuTier, FailedDiskReadInALargePageInSparesTheOtherBlocks) {
+  test::TempDir dir;
+  constexpr size_t kBlocks = 300;
+  StoreOptions options = gpu_options(dir.path(), kBlocks + 1, kBlocks + 1);
+  auto faults = std::make_shared<test::Faults>();
+  options.open_disk = test::faulty_disk(faults);
+  auto opened = TieredStore::open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  const BlockKey bad{8, 0, 0, kBlocks};
+  ASSERT_TRUE(test::put_test_block(store, bad, seed).ok());
+  ASSERT_TRUE(store.evict_all(Tier::kHost).ok());  // the bad block is on disk only
+  std::vector<BlockKey> keys;
+  for (uint64_t b = 0; b < kBlocks; ++b) {
+    keys.push_back({8, 0, 0, b});
+    ASSERT_TRUE(test::put_test_block(store, keys.back(), seed).ok());
+  }
+  faults->flip_bit = [bad](const BlockKey& k) { return k == bad; };
+  CudaStream stream;
+  ASSERT_TRUE(stream.create().ok());
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
+    std::vector<BlockKey> request = keys;
+    request.push_back(bad);
+    Result<PageIn> failed = store.page_in(request, PageInTarget::kDevice, stream.get());
+    ASSERT_EQ(failed.status().code(), StatusCode::kCorruption) << failed.status().to_string();
+    EXPECT_NE(failed.status().message().find(bad.to_string()), std::string::npos);
+    ASSERT_NO_FATAL_FAILURE(
+        page_in_from_host(store, keys, seed, stream.get(), "round " + std::to_string(round)));
+  }
 }
 
 TEST_F(GpuTier, PutFromDevicePointers) {
