@@ -239,7 +239,7 @@ Status launch_copies(StoreCore& c, std::vector<PlannedBlock>& plan,
 // streamed gather (streamed_gather.h) and every one is published to it as soon as it is planned,
 // so the GPU copies from the first block on. A full list is closed and the next one launched as
 // its programmatic dependent. The open list is closed at the end of planning, and before planning
-// waits for the GPU (StoreCore::before_gpu_wait); blocks after that go to a new list.
+// waits for the GPU or the disk (StoreCore::before_long_wait); blocks after that go to a new list.
 class StreamedCopies {
  public:
   StreamedCopies(StoreCore& c, std::vector<PlannedBlock>& plan, cudaStream_t stream)
@@ -273,7 +273,7 @@ class StreamedCopies {
       }
       lists_.push_back(list);
       open_ = true;
-      c_.before_gpu_wait = [this] { close(); };
+      c_.close_streamed_gather = [this] { close(); };
     }
     publish_gather_pair(lists_.back(), b.host_slot, b.gpu_slot);
     b.launched = true;
@@ -284,7 +284,7 @@ class StreamedCopies {
     if (!open_) return;
     close_gather_list(lists_.back());
     open_ = false;
-    c_.before_gpu_wait = nullptr;
+    c_.close_streamed_gather = nullptr;
   }
   // Closes and waits for the copies under way, before their slots are given up.
   void settle() {

@@ -56,6 +56,7 @@ Status StoreCore::evict_slot(Tier tier, int32_t slot) {
   }
   BlockEntry& entry = it->second;
   if (tier == Tier::kHost && !entry.on_disk) {
+    before_long_wait();
     LMKV_RETURN_IF_ERROR(write_back({slot}).with_context("evicting " + key.to_string()));
   }
   if (tier == Tier::kGpu && entry.host_slot < 0 && !entry.on_disk) {
@@ -76,11 +77,7 @@ void StoreCore::unpin(Tier tier, int32_t slot) {
 
 void StoreCore::reap_deferred(bool block) {
 #ifdef LMKV_WITH_CUDA
-  if (block && !deferred.empty() && before_gpu_wait) {
-    std::function<void()> close_gather = std::move(before_gpu_wait);
-    before_gpu_wait = nullptr;
-    close_gather();
-  }
+  if (block && !deferred.empty()) before_long_wait();
   bool first = true;
   while (!deferred.empty()) {
     cudaEvent_t event = static_cast<CudaEvent*>(deferred.front().event.get())->get();
@@ -109,6 +106,13 @@ void StoreCore::reap_deferred(bool block) {
 #else
   (void)block;
 #endif
+}
+
+void StoreCore::before_long_wait() {
+  if (!close_streamed_gather) return;
+  std::function<void()> close = std::move(close_streamed_gather);
+  close_streamed_gather = nullptr;
+  close();
 }
 
 void StoreCore::fail_slot(Tier tier, int32_t slot) {

@@ -85,9 +85,11 @@ struct StoreCore {
   std::array<uint64_t, kTierCount> evictions{};
   bool closed = false;
   std::atomic<uint64_t> device_page_ins{0};  // picks the page-ins whose latency is timed
-  // Set while a page-in publishes to a streamed gather: closes it. A blocking reap calls it (once)
-  // first, since the GPU may not finish the work waited for while that kernel waits for the host.
-  std::function<void()> before_gpu_wait;
+  // Set while a page-in publishes to a streamed gather: closes it. Called (once, through
+  // before_long_wait) before a blocking reap, since the GPU may not finish the work waited for
+  // while that kernel waits for the host, and before a write-back eviction, so that the kernel does
+  // not poll the link through a disk write.
+  std::function<void()> close_streamed_gather;
 
   SlotPool& pool(Tier tier) { return tier == Tier::kGpu ? gpu_slots : host_slots; }
 
@@ -108,6 +110,8 @@ struct StoreCore {
   void reap_deferred(bool block);
   // Marks a slot whose fill failed: detached from its entry, freed once unpinned.
   void fail_slot(Tier tier, int32_t slot);
+  // Closes a page-in's open streamed gather, if any, before the caller waits for long.
+  void before_long_wait();
   // Writes host-resident blocks that are not on disk yet (write-back) in one batch.
   Status write_back(const std::vector<int32_t>& host_slots);
 };

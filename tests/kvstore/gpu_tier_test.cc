@@ -320,6 +320,48 @@ TEST_F(GpuTier, PlanningThatWaitsForTheGpuDeliversEveryBlock) {
   }
 }
 
+// Under write-back, a device page-in that reads blocks from disk evicts host blocks that are not on
+// disk yet, writing them first, while its streamed gather is open. It closes the gather before the
+// write, publishes the rest to a new one, and every block, written back or paged in, stays whole.
+TEST_F(GpuTier, WriteBackEvictionsDuringADevicePageIn) {
+  test::TempDir dir;
+  constexpr uint64_t kBatch = 20;
+  StoreOptions options = gpu_options(dir.path(), 4 * kBatch, 2 * kBatch);
+  options.write_policy = WritePolicy::kWriteBack;
+  auto opened = TieredStore::open(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::vector<BlockKey> on_disk, in_host, written_back;
+  for (uint64_t b = 0; b < kBatch; ++b) on_disk.push_back({4, 0, 0, b});
+  for (const auto& k : on_disk) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
+  ASSERT_TRUE(store.evict_all(Tier::kHost).ok());  // written to disk
+  for (uint64_t b = 0; b < 2 * kBatch; ++b) {
+    (b < kBatch ? in_host : written_back).push_back({4, 1, 0, b});
+    ASSERT_TRUE(test::put_test_block(store, {4, 1, 0, b}, seed).ok());
+  }
+  CudaStream stream;
+  ASSERT_TRUE(stream.create().ok());
+  ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
+  // Host blocks first, so that they are published before the disk blocks need host slots.
+  std::vector<BlockKey> request = in_host;
+  request.insert(request.end(), on_disk.begin(), on_disk.end());
+  Result<PageIn> page = store.page_in(request, PageInTarget::kDevice, stream.get());
+  ASSERT_TRUE(page.ok()) << page.status().to_string();
+  for (size_t i = 0; i < request.size(); ++i) {
+    const auto got = device_payload(*page, i, store.shape().payload_bytes(), stream.get());
+    ASSERT_TRUE(test::payload_matches(store.shape(), request[i], seed, got.data()))
+        << request[i].to_string() << " from " << tier_name(page->source(i));
+  }
+  page->release();
+  EXPECT_GE(store.stats().tier(Tier::kHost).evictions, kBatch);
+  for (const auto& k : written_back) {
+    Result<PageIn> back = store.page_in({k}, PageInTarget::kHost);
+    ASSERT_TRUE(back.ok()) << back.status().to_string();
+    EXPECT_TRUE(test::payload_matches(store.shape(), k, seed, back->payload(0))) << k.to_string();
+  }
+}
+
 // A page-in whose disk read fails after its host-resident blocks were published gives up its slots
 // only once those copies have landed: the next page-ins, into the same slots, deliver every block.
 TEST_F(GpuTier, FailedDiskReadInALargePageInSparesTheOtherBlocks) {
