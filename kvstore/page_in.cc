@@ -262,6 +262,7 @@ class StreamedCopies {
     if (!b.gather || b.read_disk || b.await_host) return Status::Ok();
     if (!open_ || lists_.back().published == lists_.back().max_pairs) {
       close();
+      lists_.reserve(lists_.size() + 1);  // once its kernel runs, the list must not be lost
       LMKV_ASSIGN_OR_RETURN(GatherListPool::List list, c_.gather_lists.acquire());
       list.max_pairs = static_cast<uint32_t>(std::min<size_t>(blocks_left, GatherList::kCapacity));
       Status launched =
