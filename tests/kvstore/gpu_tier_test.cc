@@ -169,7 +169,8 @@ TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
   for (size_t n = 1; n <= kMaxBlocks; ++n) {
     ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
     std::shuffle(keys.begin(), keys.end(), rng);
-    const std::vector<BlockKey> request(keys.begin(), keys.begin() + n);
+    const std::vector<BlockKey> request(keys.begin(),
+                                        keys.begin() + static_cast<std::ptrdiff_t>(n));
     ASSERT_NO_FATAL_FAILURE(
         page_in_from_host(store, request, seed, stream, "page-in of " + std::to_string(n)));
   }
@@ -282,7 +283,8 @@ TEST_F(GpuTier, PageInsLongerThanOneGatherListAreBitExact) {
   for (size_t n : {kList, kList + 1, kBlocks}) {
     ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
     std::shuffle(keys.begin(), keys.end(), rng);
-    const std::vector<BlockKey> request(keys.begin(), keys.begin() + n);
+    const std::vector<BlockKey> request(keys.begin(),
+                                        keys.begin() + static_cast<std::ptrdiff_t>(n));
     ASSERT_NO_FATAL_FAILURE(
         page_in_from_host(store, request, seed, stream.get(), "page-in of " + std::to_string(n)));
   }
