@@ -27,11 +27,11 @@ __device__ __forceinline__ void wait_for_prerequisite_grid() {
 
 }  // namespace kernels
 
-// Launches `kernel` on `stream` as a programmatic dependent of the kernel before it (see above),
-// with `shared_bytes` of dynamic shared memory.
+// Launches `kernel` on `stream` with `shared_bytes` of dynamic shared memory; with `dependent`,
+// as a programmatic dependent of the kernel before it (see above), else in plain stream order.
 template <typename... Params, typename... Args>
-cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
-                             cudaStream_t stream, Args&&... args) {
+cudaError_t launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                          cudaStream_t stream, bool dependent, Args&&... args) {
   cudaLaunchAttribute overlap[1] = {};
   overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   overlap[0].val.programmaticStreamSerializationAllowed = 1;
@@ -41,8 +41,16 @@ cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, s
   config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
   config.attrs = overlap;
-  config.numAttrs = 1;
+  config.numAttrs = dependent ? 1 : 0;
   return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+// launch_kernel as a programmatic dependent of the kernel before it.
+template <typename... Params, typename... Args>
+cudaError_t launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                             cudaStream_t stream, Args&&... args) {
+  return launch_kernel(kernel, grid, block, shared_bytes, stream, /*dependent=*/true,
+                       std::forward<Args>(args)...);
 }
 
 }  // namespace lmkv

@@ -49,15 +49,9 @@ Status launch_pairs(const uint4* src_base, uint4* dst_base, size_t slot_vecs,
   std::copy(src_slots, src_slots + n, pairs.src);
   std::copy(dst_slots, dst_slots + n, pairs.dst);
   const dim3 grid(unsigned(n * chunks_per_slot));
-  if (overlap_previous) {
-    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(slot_gather_kernel<kThreads, kLoads, kPairs>, grid,
-                                               dim3(kThreads), 0, stream, src_base, dst_base,
-                                               slot_vecs, chunks_per_slot, pairs));
-    return Status::Ok();
-  }
-  slot_gather_kernel<kThreads, kLoads, kPairs>
-      <<<grid, kThreads, 0, stream>>>(src_base, dst_base, slot_vecs, chunks_per_slot, pairs);
-  LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  LMKV_CUDA_RETURN_IF_ERROR(launch_kernel(slot_gather_kernel<kThreads, kLoads, kPairs>, grid,
+                                          dim3(kThreads), 0, stream, overlap_previous, src_base,
+                                          dst_base, slot_vecs, chunks_per_slot, pairs));
   return Status::Ok();
 }
 
@@ -110,13 +104,18 @@ GpuArena::~GpuArena() {
   if (base_) cudaFree(base_);
 }
 
-Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
-                          const int32_t* src_slots, const int32_t* dst_slots, size_t count,
-                          cudaStream_t stream, GatherShape shape, bool overlap_previous) {
+Status check_gather_slot_bytes(size_t slot_bytes) {
   if (slot_bytes % sizeof(uint4) != 0) {
     return Status::InvalidArgument(
         fmt::format("slot_bytes={} is not a multiple of {}", slot_bytes, sizeof(uint4)));
   }
+  return Status::Ok();
+}
+
+Status launch_slot_gather(const char* src_base, char* dst_base, size_t slot_bytes,
+                          const int32_t* src_slots, const int32_t* dst_slots, size_t count,
+                          cudaStream_t stream, GatherShape shape, bool overlap_previous) {
+  LMKV_RETURN_IF_ERROR(check_gather_slot_bytes(slot_bytes));
   const auto* src = reinterpret_cast<const uint4*>(src_base);
   auto* dst = reinterpret_cast<uint4*>(dst_base);
   const size_t vecs = slot_bytes / sizeof(uint4);

@@ -40,6 +40,9 @@ struct GatherShape {
 };
 inline constexpr GatherShape kSupportedGatherShapes[] = {{128, 4}, {256, 4}, {256, 8}};
 
+// Ok when the gather kernels can copy slots of slot_bytes (a multiple of their 16-byte vectors).
+Status check_gather_slot_bytes(size_t slot_bytes);
+
 // Copies slot src_slots[i] of the region at `src_base` to slot dst_slots[i] of `dst_base`, for
 // i < count, on `stream`. Either base may be device memory or mapped pinned host memory (its device
 // view). slot_bytes must be a multiple of 16. Enqueues one launch per 1024 blocks.

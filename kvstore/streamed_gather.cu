@@ -5,6 +5,7 @@
 #include <cuda/atomic>
 
 #include "kvstore/dependent_launch.cuh"
+#include "kvstore/gpu_tier.h"
 #include "kvstore/slot_copy.cuh"
 #include "kvstore/streamed_gather.h"
 
@@ -13,8 +14,8 @@ namespace {
 
 // Each thread block copies kThreads * kLoads 16-byte vectors at a time (the shape that
 // launch_slot_gather uses by default), looping over the list's pairs with a stride of the grid.
-constexpr int kThreads = 256;
-constexpr int kLoads = 8;
+constexpr int kThreads = GatherShape{}.threads;
+constexpr int kLoads = GatherShape{}.loads_per_thread;
 constexpr int kChunkVecs = kThreads * kLoads;
 // At most this many thread blocks, each copying one chunk at a time: 256 moved 256 and 1024 blocks
 // as fast as 512 or 1024 did, and faster than 128 (bench/page_in_bench.cc on an H100).
@@ -67,10 +68,7 @@ __global__ void __launch_bounds__(kThreads)
 Status launch_streamed_gather(const char* src_base, char* dst_base, size_t slot_bytes,
                               const GatherListPool::List& list, cudaStream_t stream,
                               bool overlap_previous) {
-  if (slot_bytes % sizeof(uint4) != 0) {
-    return Status::InvalidArgument(
-        fmt::format("slot_bytes={} is not a multiple of {}", slot_bytes, sizeof(uint4)));
-  }
+  LMKV_RETURN_IF_ERROR(check_gather_slot_bytes(slot_bytes));
   if (list.max_pairs == 0 || list.max_pairs > GatherList::kCapacity) {
     return Status::InvalidArgument(fmt::format("a streamed gather of max_pairs={} (1 to {})",
                                                list.max_pairs, GatherList::kCapacity));
@@ -81,15 +79,9 @@ Status launch_streamed_gather(const char* src_base, char* dst_base, size_t slot_
       std::min<uint64_t>(uint64_t{list.max_pairs} * chunks_per_slot, kMaxThreadBlocks));
   const auto* src = reinterpret_cast<const uint4*>(src_base);
   auto* dst = reinterpret_cast<uint4*>(dst_base);
-  if (overlap_previous) {
-    LMKV_CUDA_RETURN_IF_ERROR(launch_dependent(streamed_gather_kernel, dim3(blocks), dim3(kThreads),
-                                               0, stream, src, dst, slot_vecs, chunks_per_slot,
-                                               list.device, list.max_pairs));
-    return Status::Ok();
-  }
-  streamed_gather_kernel<<<blocks, kThreads, 0, stream>>>(src, dst, slot_vecs, chunks_per_slot,
-                                                          list.device, list.max_pairs);
-  LMKV_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  LMKV_CUDA_RETURN_IF_ERROR(launch_kernel(streamed_gather_kernel, dim3(blocks), dim3(kThreads), 0,
+                                          stream, overlap_previous, src, dst, slot_vecs,
+                                          chunks_per_slot, list.device, list.max_pairs));
   return Status::Ok();
 }
 
