@@ -244,7 +244,7 @@ class StreamedCopies {
  public:
   StreamedCopies(StoreCore& c, std::vector<PlannedBlock>& plan, cudaStream_t stream)
       : c_(c), plan_(plan), stream_(stream) {}
-  // After an early return: lets the copies finish and gives the lists back. Needs c.mu free, and
+  // After a failed page-in: lets the copies finish and gives the lists back. Needs c.mu free, and
   // the lists closed (ClosedWhenPlanningEnds).
   ~StreamedCopies() {
     if (lists_.empty()) return;
@@ -376,7 +376,6 @@ Status finish_device_page_in(StoreCore& c, std::vector<PlannedBlock>& plan,
   if (!status.ok()) {
     // Copies may be in flight into and out of these slots: let them land before freeing any.
     cudaStreamSynchronize(stream);
-    early.retire(nullptr);
     abandon(c, plan);
     return status;
   }
@@ -480,7 +479,6 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     if (!failed.ok()) {
 #ifdef LMKV_WITH_CUDA
       early.settle();  // copies of other blocks may be under way into and out of these slots
-      early.retire(nullptr);
 #endif
       abandon(c, plan);
       return failed.with_context("page_in");
