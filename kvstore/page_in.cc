@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "kvstore/block_key_set.h"
+#include "kvstore/disk_read_split.h"
 #include "kvstore/store_core.h"
 #include "kvstore/tiered_store.h"
 #include "kvstore/value_codec.h"
@@ -177,26 +178,27 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
   // Sorted keys make neighbouring blocks of a head adjacent reads in RocksDB.
   std::sort(reads.begin(), reads.end(),
             [&](size_t a, size_t b) { return plan[a].key < plan[b].key; });
-  constexpr size_t kMinBatch = 4;
-  const size_t batches = std::max<size_t>(
-      1, std::min<size_t>(c.io_pool->size(), (reads.size() + kMinBatch - 1) / kMinBatch));
-  const size_t per_batch = (reads.size() + batches - 1) / batches;
-  auto read_batch = [&c, &plan, &reads](size_t first, size_t last) {
-    std::vector<BlockKey> keys;
-    for (size_t r = first; r < last; ++r) keys.push_back(plan[reads[r]].key);
-    c.disk->multi_get(keys, [&](size_t i, const Status& s, std::string_view value) {
-      PlannedBlock& b = plan[reads[first + i]];
+  std::vector<BlockKey> keys;
+  keys.reserve(reads.size());
+  for (size_t i : reads) keys.push_back(plan[i].key);
+  const std::vector<std::vector<size_t>> batches =
+      split_disk_reads(keys, static_cast<size_t>(c.io_pool->size()));
+  auto read_batch = [&c, &plan, &reads, &keys](const std::vector<size_t>& batch) {
+    std::vector<BlockKey> batch_keys;
+    batch_keys.reserve(batch.size());
+    for (size_t k : batch) batch_keys.push_back(keys[k]);
+    c.disk->multi_get(batch_keys, [&](size_t i, const Status& s, std::string_view value) {
+      PlannedBlock& b = plan[reads[batch[i]]];
       b.status = s.ok() ? decode_block_value(b.key, c.options.shape, value,
                                              c.host_arena->slot(b.host_slot))
                         : s;
     });
   };
   std::vector<std::future<void>> pending;
-  for (size_t first = per_batch; first < reads.size(); first += per_batch) {
-    pending.push_back(
-        c.io_pool->submit([=] { read_batch(first, std::min(reads.size(), first + per_batch)); }));
+  for (size_t i = 1; i < batches.size(); ++i) {
+    pending.push_back(c.io_pool->submit([&read_batch, &batch = batches[i]] { read_batch(batch); }));
   }
-  read_batch(0, std::min(reads.size(), per_batch));  // the calling thread takes the first batch
+  read_batch(batches[0]);  // the calling thread takes the first batch
   for (auto& f : pending) f.get();
 }
 
