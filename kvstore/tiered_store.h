@@ -48,7 +48,9 @@ struct StoreOptions {
   EvictionPolicyKind eviction = EvictionPolicyKind::kLru;  // for the GPU and host tiers
   DirectIo direct_io = DirectIo::kAuto;  // disk reads bypass the page cache where possible
   bool disk_blob_files = true;           // see DiskOptions::blob_files
-  // Parallel MultiGet batches per page-in (1..256). Scattered 25.6 KB reads need many in flight:
+  // Threads reading a page-in's disk blocks (1..256): scattered blocks are dealt into this many
+  // MultiGet batches, and runs of neighbours read as batches of their own (disk_read_split.h).
+  // Scattered 25.6 KB reads need many in flight:
   // on the GPU machine's disk 32 beat 8 and 16 and matched 64 (a later sweep of 4 to 32 batches
   // found no difference beyond that disk's run-to-run spread).
   int disk_read_threads = 32;
