@@ -1,13 +1,13 @@
 // How a page-in divides its disk reads between the read threads.
 //
 // Neighbouring blocks of a head, written in order, sit next to each other in RocksDB's blob files,
-// and a MultiGet merges their reads into one large read. A run of at least kMinRunBlocks neighbours is therefore
-// read by one thread, in batches of up to kMaxRunBlocks: on the GPU machine 256 neighbouring
-// blocks came in faster as 8 merged reads of 32 blocks than as 32 reads of 8. Other blocks each
-// cost a read of their own, and the disk serves them fastest with many in flight in a steady
-// order: they are dealt, in key order, into as many batches as there are threads, with at least
-// kMinScatteredBatch blocks in each so that small page-ins do not pay a thread hand-off per block.
-// (A task per block, taken by whichever thread is free, was slower there.)
+// and a MultiGet merges their reads into one large read. A run of at least kMinRunBlocks
+// neighbours is therefore read by one thread, in batches of up to kMaxRunBlocks: on the GPU
+// machine 256 neighbouring blocks came in faster as 8 merged reads of 32 blocks than as 32 reads
+// of 8. Other blocks each cost a read of their own, and the disk serves them fastest with many in
+// flight in a steady order: they are dealt, in key order, into as many batches as there are
+// threads, with at least kMinScatteredBatch blocks in each so that small page-ins do not pay a
+// thread hand-off per block. (A task per block, taken by whichever thread is free, was slower.)
 #pragma once
 
 #include <cstddef>
