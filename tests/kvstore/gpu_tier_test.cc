@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <string>
 #include <thread>
@@ -75,6 +76,29 @@ void page_in_from_host(TieredStore& store, const std::vector<BlockKey>& keys, ui
   Result<PageIn> page = store.page_in(keys, PageInTarget::kDevice, stream);
   ASSERT_TRUE(page.ok()) << page.status().to_string() << ", " << context;
   ASSERT_NO_FATAL_FAILURE(check_page_in(store, *page, keys, seed, Tier::kHost, stream, context));
+}
+
+// Puts `keys` into a store with room for all of them in each tier; then, for each n in `sizes`,
+// empties the GPU tier and pages in n of the keys, shuffled, checking each block from the host.
+void page_in_shuffled_prefixes(std::vector<BlockKey> keys, const std::vector<size_t>& sizes) {
+  test::TempDir dir;
+  const auto blocks = static_cast<int32_t>(keys.size());
+  auto opened = TieredStore::open(gpu_options(dir.path(), blocks, blocks));
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  TieredStore& store = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
+  CudaStream stream;
+  ASSERT_TRUE(stream.create().ok());
+  for (size_t n : sizes) {
+    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
+    std::shuffle(keys.begin(), keys.end(), rng);
+    const std::vector<BlockKey> request(keys.begin(),
+                                        keys.begin() + static_cast<std::ptrdiff_t>(n));
+    ASSERT_NO_FATAL_FAILURE(
+        page_in_from_host(store, request, seed, stream.get(), "page-in of " + std::to_string(n)));
+  }
 }
 
 TEST_F(GpuTier, GatherKernelEqualsHostCopyAcrossLaunchesInEveryShape) {
@@ -154,27 +178,12 @@ TEST_F(GpuTier, DevicePageInFromEachSourceTierIsBitExact) {
 // A page-in of host-resident blocks publishes each to a streamed gather as it plans it; one or two
 // blocks go by the copy engine instead. Every size must deliver each block whole.
 TEST_F(GpuTier, HostPageInsOfEverySizeAreBitExact) {
-  test::TempDir dir;
   constexpr size_t kMaxBlocks = 114;
-  auto opened = TieredStore::open(gpu_options(dir.path(), kMaxBlocks, kMaxBlocks));
-  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
-  TieredStore& store = **opened;
-  const uint64_t seed = test::fresh_seed();
-  std::mt19937_64 rng(seed);
   std::vector<BlockKey> keys;
   for (uint64_t b = 0; b < kMaxBlocks; ++b) keys.push_back({2, 1, 0, b});
-  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
-  cudaStream_t stream;
-  ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  for (size_t n = 1; n <= kMaxBlocks; ++n) {
-    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
-    std::shuffle(keys.begin(), keys.end(), rng);
-    const std::vector<BlockKey> request(keys.begin(),
-                                        keys.begin() + static_cast<std::ptrdiff_t>(n));
-    ASSERT_NO_FATAL_FAILURE(
-        page_in_from_host(store, request, seed, stream, "page-in of " + std::to_string(n)));
-  }
-  ASSERT_CUDA(cudaStreamDestroy(stream));
+  std::vector<size_t> sizes(kMaxBlocks);
+  std::iota(sizes.begin(), sizes.end(), size_t{1});
+  page_in_shuffled_prefixes(keys, sizes);
 }
 
 // One page-in in latency_sample_period is timed (timed events); the others wait on untimed ones.
@@ -267,27 +276,11 @@ TEST_F(GpuTier, MixedSourcesInLargeAndSmallBatches) {
 
 // More host-resident blocks than one gather list holds (1024): the page-in chains three lists.
 TEST_F(GpuTier, PageInsLongerThanOneGatherListAreBitExact) {
-  test::TempDir dir;
   constexpr size_t kList = GatherList::kCapacity;
   constexpr size_t kBlocks = 2 * kList + 52;
-  auto opened = TieredStore::open(gpu_options(dir.path(), kBlocks, kBlocks));
-  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
-  TieredStore& store = **opened;
-  const uint64_t seed = test::fresh_seed();
-  std::mt19937_64 rng(seed);
   std::vector<BlockKey> keys;
   for (uint64_t b = 0; b < kBlocks; ++b) keys.push_back({b % 7, 0, 1, b});
-  for (const auto& k : keys) ASSERT_TRUE(test::put_test_block(store, k, seed).ok());
-  CudaStream stream;
-  ASSERT_TRUE(stream.create().ok());
-  for (size_t n : {kList, kList + 1, kBlocks}) {
-    ASSERT_NO_FATAL_FAILURE(empty_gpu_tier(store));
-    std::shuffle(keys.begin(), keys.end(), rng);
-    const std::vector<BlockKey> request(keys.begin(),
-                                        keys.begin() + static_cast<std::ptrdiff_t>(n));
-    ASSERT_NO_FATAL_FAILURE(
-        page_in_from_host(store, request, seed, stream.get(), "page-in of " + std::to_string(n)));
-  }
+  page_in_shuffled_prefixes(keys, {kList, kList + 1, kBlocks});
 }
 
 void CUDART_CB sleep_20ms(void*) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); }
