@@ -28,6 +28,8 @@ if [ $needs_library = 1 ]; then
     -DLMKV_BUILD_TESTS=OFF -DLMKV_BUILD_BENCHMARKS=OFF > "$out/lib-configure.log"
   cmake --build "$out/lib" -j"$(nproc)" --target experiment_args_fuzz capi_fuzz > "$out/lib-build.log"
 fi
+# Known false leak reports (the file says why).
+export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 for t in "${targets[@]}"; do
   if [[ " ${library_targets[*]} " == *" $t "* ]]; then
     cp "$out/lib/${t}_fuzz" "$out/${t}_fuzz"
