@@ -39,8 +39,12 @@ std::string metadata_key(const std::string& name) { return std::string(1, kMetad
 
 class RocksDbDiskTier final : public DiskTier {
  public:
-  RocksDbDiskTier(std::unique_ptr<rocksdb::DB> db, std::string path, bool direct_reads)
-      : db_(std::move(db)), path_(std::move(path)), direct_reads_(direct_reads) {}
+  RocksDbDiskTier(std::unique_ptr<rocksdb::DB> db, std::string path, bool direct_reads,
+                  bool blob_files)
+      : db_(std::move(db)),
+        path_(std::move(path)),
+        direct_reads_(direct_reads),
+        blob_files_(blob_files) {}
   ~RocksDbDiskTier() override { (void)close(); }
 
   Status put(const std::vector<DiskRecord>& records) override {
@@ -83,8 +87,7 @@ class RocksDbDiskTier final : public DiskTier {
     }
     std::vector<rocksdb::PinnableSlice> values(keys.size());
     std::vector<rocksdb::Status> statuses(keys.size());
-    rocksdb::ReadOptions read_options;
-    read_options.fill_cache = false;  // the host tier caches payloads; RocksDB must not
+    rocksdb::ReadOptions read_options = block_read_options();
     // Every value carries its own checksum over key, header and payload, verified by the store:
     // RocksDB's block checksum would check the same bytes a second time.
     read_options.verify_checksums = false;
@@ -105,8 +108,7 @@ class RocksDbDiskTier final : public DiskTier {
   Result<bool> contains(const BlockKey& key) override {
     LMKV_RETURN_IF_ERROR(check_open());
     const std::string encoded = encode_block_key(key);
-    rocksdb::ReadOptions read_options;
-    read_options.fill_cache = false;
+    rocksdb::ReadOptions read_options = block_read_options();
     std::string ignored;
     if (!db_->KeyMayExist(read_options, db_->DefaultColumnFamily(), encoded, &ignored))
       return false;
@@ -200,9 +202,20 @@ class RocksDbDiskTier final : public DiskTier {
     return status;
   }
 
+  // The host tier caches payloads, so RocksDB's cache must not. With blob files the table blocks
+  // that a read passes through hold only keys and blob references: caching them saves the table
+  // reads that were 6% of a scattered page-in's reads on the GPU machine.
+  // Without blob files they hold the payloads themselves, and stay out.
+  rocksdb::ReadOptions block_read_options() const {
+    rocksdb::ReadOptions options;
+    options.fill_cache = blob_files_;
+    return options;
+  }
+
   std::unique_ptr<rocksdb::DB> db_;
   std::string path_;
   bool direct_reads_;
+  bool blob_files_;
   std::atomic<bool> closed_{false};
   mutable std::mutex failure_mu_;
   Status write_failure_;
@@ -255,8 +268,8 @@ Result<std::unique_ptr<DiskTier>> open_rocksdb_disk_tier(const DiskOptions& opti
     return from_rocksdb(s, fmt::format("opening RocksDB at '{}' (direct I/O {})", options.path,
                                        direct ? "on" : "off"));
   }
-  return std::unique_ptr<DiskTier>(
-      new RocksDbDiskTier(std::unique_ptr<rocksdb::DB>(raw), options.path, direct));
+  return std::unique_ptr<DiskTier>(new RocksDbDiskTier(std::unique_ptr<rocksdb::DB>(raw),
+                                                       options.path, direct, options.blob_files));
 }
 
 }  // namespace lmkv

@@ -31,8 +31,9 @@ struct DiskOptions {
   std::string path;                      // RocksDB directory (required)
   bool create_if_missing = true;         // create the directory and database when absent
   DirectIo direct_io = DirectIo::kAuto;  // for reads, flushes and compactions
-  // Block cache for RocksDB's index and filter blocks only: payload reads bypass it (fill_cache
-  // off), so no block is cached twice above the host tier.
+  // Block cache for RocksDB's metadata: index and filter blocks, and with blob_files the table
+  // blocks of keys and blob references. Payloads never enter it, so no block is cached twice
+  // above the host tier.
   size_t metadata_cache_bytes = 32ull << 20;
   size_t write_buffer_bytes = 64ull << 20;  // memtable size before a flush
   // Block values go to RocksDB blob files (integrated BlobDB) and the sorted tables hold only

@@ -2,9 +2,13 @@
 #include "kvstore/disk_tier.h"
 
 #include <gtest/gtest.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
+#include <random>
 
 #include "test_util.h"
 
@@ -87,6 +91,116 @@ TEST(DiskTier, EraseSequenceRemovesOnlyThatSequence) {
   ASSERT_TRUE(shape.ok() && shape->has_value());
   EXPECT_EQ(**shape, "50 128 1");
 }
+
+// Counts the reads RocksDB makes of its sorted tables and of its blob files.
+struct ReadCounts {
+  std::atomic<int64_t> table{0};
+  std::atomic<int64_t> blob{0};
+};
+
+class CountedFile : public rocksdb::FSRandomAccessFileOwnerWrapper {
+ public:
+  CountedFile(std::unique_ptr<rocksdb::FSRandomAccessFile> file, std::atomic<int64_t>* reads)
+      : FSRandomAccessFileOwnerWrapper(std::move(file)), reads_(reads) {}
+  rocksdb::IOStatus Read(uint64_t offset, size_t n, const rocksdb::IOOptions& options,
+                         rocksdb::Slice* result, char* scratch,
+                         rocksdb::IODebugContext* dbg) const override {
+    ++*reads_;
+    return target()->Read(offset, n, options, result, scratch, dbg);
+  }
+  rocksdb::IOStatus MultiRead(rocksdb::FSReadRequest* requests, size_t count,
+                              const rocksdb::IOOptions& options,
+                              rocksdb::IODebugContext* dbg) override {
+    *reads_ += static_cast<int64_t>(count);
+    return target()->MultiRead(requests, count, options, dbg);
+  }
+
+ private:
+  std::atomic<int64_t>* reads_;
+};
+
+class CountingFileSystem : public rocksdb::FileSystemWrapper {
+ public:
+  explicit CountingFileSystem(ReadCounts* counts)
+      : FileSystemWrapper(rocksdb::FileSystem::Default()), counts_(counts) {}
+  const char* Name() const override { return "CountingFileSystem"; }
+  rocksdb::IOStatus NewRandomAccessFile(const std::string& name,
+                                        const rocksdb::FileOptions& options,
+                                        std::unique_ptr<rocksdb::FSRandomAccessFile>* result,
+                                        rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSRandomAccessFile> file;
+    rocksdb::IOStatus s = target()->NewRandomAccessFile(name, options, &file, dbg);
+    const bool blob = name.size() > 5 && name.compare(name.size() - 5, 5, ".blob") == 0;
+    if (s.ok())
+      result->reset(new CountedFile(std::move(file), blob ? &counts_->blob : &counts_->table));
+    return s;
+  }
+
+ private:
+  ReadCounts* counts_;
+};
+
+// The metadata cache keeps what RocksDB needs to find a block, never a payload: with blob files a
+// second read of the same blocks reads only the blobs; with payloads inside the tables it reads
+// the tables again.
+class DiskTierCache : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DiskTierCache, RepeatedReadsReadPayloadsAgainButNotTheirKeys) {
+  const bool blob_files = GetParam();
+  test::TempDir dir;
+  ReadCounts counts;
+  auto env = rocksdb::NewCompositeEnv(std::make_shared<CountingFileSystem>(&counts));
+  DiskOptions options;
+  options.path = dir.path();
+  options.blob_files = blob_files;
+  options.env = env.get();
+  auto opened = open_rocksdb_disk_tier(options);
+  ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+  DiskTier& disk = **opened;
+  const uint64_t seed = test::fresh_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<BlockKey> keys;
+  std::vector<std::string> values;
+  for (uint32_t head = 0; head < 4; ++head) {
+    for (uint64_t block = 0; block < 64; ++block) {
+      keys.push_back({7, 1, head, block});
+      std::string value(4096 + rng() % 4096, '\0');
+      for (char& ch : value) ch = static_cast<char>(rng());
+      values.push_back(std::move(value));
+    }
+  }
+  std::vector<DiskRecord> records;
+  for (size_t i = 0; i < keys.size(); ++i) records.push_back({keys[i], values[i]});
+  ASSERT_TRUE(disk.put(records).ok());
+  ASSERT_TRUE(disk.compact().ok());
+  // Every fourth block, as a scattered page-in reads them.
+  std::vector<BlockKey> wanted;
+  for (size_t i = 0; i < keys.size(); i += 4) wanted.push_back(keys[i]);
+  for (int round = 0; round < 2; ++round) {
+    counts.table = 0;
+    counts.blob = 0;
+    std::map<size_t, Status> statuses;
+    const auto got = read_all(disk, wanted, &statuses);
+    ASSERT_EQ(got.size(), wanted.size()) << "seed " << seed << ", round " << round;
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      ASSERT_EQ(got.at(i), values[4 * i]) << "seed " << seed << ", round " << round;
+    }
+    SCOPED_TRACE(::testing::Message() << "round " << round << ": " << counts.table
+                                      << " table reads, " << counts.blob << " blob reads");
+    if (blob_files) {
+      EXPECT_GE(counts.blob, static_cast<int64_t>(wanted.size()) / 2);  // payloads, read again
+      if (round == 1) EXPECT_EQ(counts.table, 0);
+    } else {
+      EXPECT_EQ(counts.blob, 0);
+      EXPECT_GT(counts.table, 0);  // the payload blocks, read again in the second round
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BlobFilesOnAndOff, DiskTierCache, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "BlobFiles" : "PayloadsInTables");
+                         });
 
 TEST(DiskTier, MissingDirectoryWithoutCreateIsNotFound) {
   test::TempDir dir;
