@@ -5,6 +5,9 @@
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/iostats_context.h>
+#include <rocksdb/perf_context.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <unistd.h>
@@ -36,6 +39,45 @@ bool supports_direct_io(const std::string& dir) {
 }
 
 std::string metadata_key(const std::string& name) { return std::string(1, kMetadataKeyTag) + name; }
+
+// The file reads of a disk tier so far, added to by many reading threads.
+struct ReadTotals {
+  std::atomic<uint64_t> reads{0};
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> read_ns{0};
+};
+
+// Adds the file reads that RocksDB makes on this thread while the scope lives to `totals`. RocksDB
+// counts them per thread, and times them only at a perf level that the scope raises and restores.
+class CountedReads {
+ public:
+  explicit CountedReads(ReadTotals& totals) : totals_(totals), level_(rocksdb::GetPerfLevel()) {
+    if (level_ < rocksdb::PerfLevel::kEnableTimeExceptForMutex) {
+      rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+    }
+    start_ = thread_counters();
+  }
+  ~CountedReads() {
+    const DiskReadCounters done = thread_counters() - start_;
+    totals_.reads.fetch_add(done.reads, std::memory_order_relaxed);
+    totals_.bytes.fetch_add(done.bytes, std::memory_order_relaxed);
+    totals_.read_ns.fetch_add(done.read_ns, std::memory_order_relaxed);
+    rocksdb::SetPerfLevel(level_);
+  }
+  CountedReads(const CountedReads&) = delete;
+  CountedReads& operator=(const CountedReads&) = delete;
+
+ private:
+  static DiskReadCounters thread_counters() {
+    const rocksdb::PerfContext& perf = *rocksdb::get_perf_context();
+    const rocksdb::IOStatsContext& io = *rocksdb::get_iostats_context();
+    return {perf.block_read_count + perf.blob_read_count, io.bytes_read, io.read_nanos};
+  }
+
+  ReadTotals& totals_;
+  rocksdb::PerfLevel level_;
+  DiskReadCounters start_;
+};
 
 class RocksDbDiskTier final : public DiskTier {
  public:
@@ -92,6 +134,7 @@ class RocksDbDiskTier final : public DiskTier {
     // RocksDB's block checksum would check the same bytes a second time.
     read_options.verify_checksums = false;
     const bool sorted = std::is_sorted(keys.begin(), keys.end());
+    CountedReads counted(read_totals_);
     db_->MultiGet(read_options, db_->DefaultColumnFamily(), keys.size(), slices.data(),
                   values.data(), statuses.data(), sorted);
     for (size_t i = 0; i < keys.size(); ++i) {
@@ -109,6 +152,7 @@ class RocksDbDiskTier final : public DiskTier {
     LMKV_RETURN_IF_ERROR(check_open());
     const std::string encoded = encode_block_key(key);
     rocksdb::ReadOptions read_options = block_read_options();
+    CountedReads counted(read_totals_);
     std::string ignored;
     if (!db_->KeyMayExist(read_options, db_->DefaultColumnFamily(), encoded, &ignored))
       return false;
@@ -168,6 +212,11 @@ class RocksDbDiskTier final : public DiskTier {
   }
 
   bool direct_reads() const override { return direct_reads_; }
+  DiskReadCounters read_counters() const override {
+    return {read_totals_.reads.load(std::memory_order_relaxed),
+            read_totals_.bytes.load(std::memory_order_relaxed),
+            read_totals_.read_ns.load(std::memory_order_relaxed)};
+  }
 
  private:
   Status check_open() const {
@@ -216,6 +265,7 @@ class RocksDbDiskTier final : public DiskTier {
   std::string path_;
   bool direct_reads_;
   bool blob_files_;
+  ReadTotals read_totals_;
   std::atomic<bool> closed_{false};
   mutable std::mutex failure_mu_;
   Status write_failure_;

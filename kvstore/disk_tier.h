@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kvstore/block.h"
+#include "kvstore/store_stats.h"
 #include "lmkv/status.h"
 
 namespace lmkv {
@@ -89,6 +90,8 @@ class DiskTier {
 
   // Whether reads bypass the page cache (after kAuto was resolved).
   virtual bool direct_reads() const = 0;
+  // The file reads of every multi_get and contains so far (none for a tier that does not count).
+  virtual DiskReadCounters read_counters() const { return {}; }
 };
 
 Result<std::unique_ptr<DiskTier>> open_rocksdb_disk_tier(const DiskOptions& options);

@@ -83,6 +83,8 @@ struct StoreCore {
   // Evictions per tier, kept here rather than in `stats` because they happen under `mu` on the
   // page-in hot path; stats() merges them.
   std::array<uint64_t, kTierCount> evictions{};
+  // The disk tier counts its reads from open; stats() reports them from the last reset_stats().
+  DiskReadCounters disk_reads_at_reset;
   bool closed = false;
   std::atomic<uint64_t> device_page_ins{0};  // picks the page-ins whose latency is timed
   // Set while a page-in publishes to a streamed gather: closes it. Called (once, through

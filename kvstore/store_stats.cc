@@ -47,6 +47,9 @@ std::string StoreStatsSnapshot::to_json() const {
   }
   j["page_ins"] = page_ins;
   j["puts"] = puts;
+  j["disk_reads"] = {{"reads", disk_reads.reads},
+                     {"bytes", disk_reads.bytes},
+                     {"read_us", disk_reads.read_ns / 1e3}};
   return j.dump(2);
 }
 

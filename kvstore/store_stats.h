@@ -22,6 +22,19 @@ struct TierCounters {
   uint64_t capacity_blocks = 0;  // slots (GPU and host tiers)
 };
 
+// The disk tier's reads at the file level: blobs and RocksDB's own table blocks alike. read_ns
+// sums the time each thread spent inside them, so read_ns over a page-in's wall time is the mean
+// number of threads it kept reading.
+struct DiskReadCounters {
+  uint64_t reads = 0;    // table blocks and blobs read from files (each of a merged read counts)
+  uint64_t bytes = 0;    // bytes read from files
+  uint64_t read_ns = 0;  // time inside those reads, summed over threads
+
+  DiskReadCounters operator-(const DiskReadCounters& o) const {
+    return {reads - o.reads, bytes - o.bytes, read_ns - o.read_ns};
+  }
+};
+
 struct StoreStatsSnapshot {
   std::array<TierCounters, kTierCount> tiers{};
   // Swap-in latency per source tier: from the page_in call until its blocks from that tier are
@@ -29,12 +42,13 @@ struct StoreStatsSnapshot {
   std::array<LatencyHistogram, kTierCount> swap_in_latency{};
   uint64_t page_ins = 0;
   uint64_t puts = 0;
+  DiskReadCounters disk_reads;
 
   const TierCounters& tier(Tier t) const { return tiers[static_cast<int>(t)]; }
   TierCounters& tier(Tier t) { return tiers[static_cast<int>(t)]; }
   const LatencyHistogram& latency(Tier t) const { return swap_in_latency[static_cast<int>(t)]; }
   // {"tiers": {"gpu": {...}, ...}, "swap_in_latency_us": {"disk": {"count", "p50", "p90", "p99",
-  //  "max", "mean"}, ...}, "page_ins": n, "puts": n}
+  //  "max", "mean"}, ...}, "page_ins": n, "puts": n, "disk_reads": {"reads", "bytes", "read_us"}}
   std::string to_json() const;
 };
 

@@ -407,6 +407,7 @@ StoreStatsSnapshot TieredStore::stats() const {
     t.resident_blocks = core_->pool(tier).used();
     t.capacity_blocks = core_->pool(tier).capacity();
   }
+  snapshot.disk_reads = core_->disk->read_counters() - core_->disk_reads_at_reset;
   return snapshot;
 }
 
@@ -414,6 +415,7 @@ void TieredStore::reset_stats() {
   std::lock_guard<std::mutex> lock(core_->mu);
   core_->stats.reset();
   core_->evictions = {};
+  core_->disk_reads_at_reset = core_->disk->read_counters();
 }
 
 int32_t TieredStore::gpu_slot_count() const { return core_->gpu_slots.capacity(); }

@@ -176,20 +176,30 @@ TEST_P(DiskTierCache, RepeatedReadsReadPayloadsAgainButNotTheirKeys) {
   // Every fourth block, as a scattered page-in reads them.
   std::vector<BlockKey> wanted;
   for (size_t i = 0; i < keys.size(); i += 4) wanted.push_back(keys[i]);
+  uint64_t wanted_bytes = 0;
+  for (size_t i = 0; i < keys.size(); i += 4) wanted_bytes += values[i].size();
   for (int round = 0; round < 2; ++round) {
     counts.table = 0;
     counts.blob = 0;
+    const DiskReadCounters before = disk.read_counters();
     std::map<size_t, Status> statuses;
     const auto got = read_all(disk, wanted, &statuses);
+    const DiskReadCounters read = disk.read_counters() - before;
     ASSERT_EQ(got.size(), wanted.size()) << "seed " << seed << ", round " << round;
     for (size_t i = 0; i < wanted.size(); ++i) {
       ASSERT_EQ(got.at(i), values[4 * i]) << "seed " << seed << ", round " << round;
     }
     SCOPED_TRACE(::testing::Message() << "round " << round << ": " << counts.table
                                       << " table reads, " << counts.blob << " blob reads");
+    // The tier's own counters see the same reads: every payload comes from a file.
+    EXPECT_GE(read.bytes, wanted_bytes);
+    EXPECT_GT(read.read_ns, 0u);
     if (blob_files) {
       EXPECT_GE(counts.blob, static_cast<int64_t>(wanted.size()) / 2);  // payloads, read again
-      if (round == 1) EXPECT_EQ(counts.table, 0);
+      if (round == 1) {
+        EXPECT_EQ(counts.table, 0);
+        EXPECT_EQ(read.reads, wanted.size());  // one blob each, no table block
+      }
     } else {
       EXPECT_EQ(counts.blob, 0);
       EXPECT_GT(counts.table, 0);  // the payload blocks, read again in the second round

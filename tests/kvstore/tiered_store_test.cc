@@ -282,6 +282,9 @@ TEST(TieredStore, StatisticsCountHitsMissesAndLatency) {
   ASSERT_TRUE(store);
   const uint64_t seed = test::fresh_seed();
   for (uint64_t b = 0; b < 8; ++b) ASSERT_TRUE(put_test_block(*store, {0, 0, 0, b}, seed).ok());
+  ASSERT_TRUE(store->compact_disk().ok());  // out of the memtable: reads go to files
+  ASSERT_TRUE(store->page_in({{0, 0, 0, 3}}, PageInTarget::kHost).ok());
+  EXPECT_GT(store->stats().disk_reads.reads, 0u);
   store->reset_stats();
   // Blocks 4..7 are in the host tier, 0..3 on disk.
   ASSERT_TRUE(store->page_in({{0, 0, 0, 6}, {0, 0, 0, 7}}, PageInTarget::kHost).ok());
@@ -297,7 +300,13 @@ TEST(TieredStore, StatisticsCountHitsMissesAndLatency) {
   EXPECT_EQ(s.latency(Tier::kDisk).count(), 1u);
   EXPECT_GT(s.latency(Tier::kDisk).max_ns(), 0u);
   EXPECT_EQ(s.page_ins, 2u);
+  // Since the reset: the three blocks' reads, and none of the read before it.
+  EXPECT_EQ(s.disk_reads.reads, 3u);
+  EXPECT_GE(s.disk_reads.bytes, 3 * block);
+  EXPECT_GT(s.disk_reads.read_ns, 0u);
   const nlohmann::json j = nlohmann::json::parse(store->stats_json());
+  EXPECT_EQ(j["disk_reads"]["reads"], 3);
+  EXPECT_GT(j["disk_reads"]["read_us"].get<double>(), 0.0);
   EXPECT_EQ(j["tiers"]["disk"]["hits"], 3);
   EXPECT_EQ(j["tiers"]["host"]["capacity_blocks"], 4);
   for (const char* tier : {"gpu", "host", "disk"}) {
