@@ -253,7 +253,7 @@ class RocksDbDiskTier final : public DiskTier {
 
   // The host tier caches payloads, so RocksDB's cache must not. With blob files the table blocks
   // that a read passes through hold only keys and blob references: caching them saves the table
-  // reads that were 6% of a scattered page-in's reads on the GPU machine.
+  // reads that were 4-6% of a disk page-in's reads on the GPU machine.
   // Without blob files they hold the payloads themselves, and stay out.
   rocksdb::ReadOptions block_read_options() const {
     rocksdb::ReadOptions options;
