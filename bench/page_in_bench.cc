@@ -476,14 +476,18 @@ LMKV_DISK_BATCHES(BM_PageIn_DiskNeighbours);
 // The disk itself, in the same run: one block's bytes (rounded up to 4 KB) 1024 times with
 // O_DIRECT from a 1 GiB file, by `threads` threads. Arg 1: 0 reads each block at a random aligned
 // offset, 1 reads the blocks back to back one at a time, 2 reads them back to back in reads of 32
-// blocks. What the disk-tier page-ins can reach at best.
+// blocks, 3 reads them as the disk tier reads a blob: 26,112 bytes (51 sectors, what strace shows
+// for a block's blob) at a random 512-byte-aligned offset. What the disk-tier page-ins can reach
+// at best.
 void BM_Baseline_DiskDirectReads(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const int64_t mode = state.range(1);
-  const bool sequential = mode >= 1;
+  const bool sequential = mode == 1 || mode == 2;
+  const bool blob_shaped = mode == 3;
   const size_t blocks_per_read = mode == 2 ? 32 : 1;
   constexpr size_t kFileBytes = 1ull << 30;
-  const size_t block_bytes = (kShape.payload_bytes() + 4095) / 4096 * 4096;
+  const size_t block_bytes = blob_shaped ? (kShape.payload_bytes() + 511) / 512 * 512 + 512
+                                         : (kShape.payload_bytes() + 4095) / 4096 * 4096;
   const size_t read_bytes = blocks_per_read * block_bytes;
   const std::string path = bench_dir("raw-disk.bin");
   static bool written = false;
@@ -507,7 +511,9 @@ void BM_Baseline_DiskDirectReads(benchmark::State& state) {
     std::vector<size_t> offsets(kReads);
     const size_t first = rng() % (slots - kBlocks);
     for (int i = 0; i < kReads; ++i) {
-      offsets[i] = (sequential ? first + i * blocks_per_read : rng() % slots) * block_bytes;
+      offsets[i] = blob_shaped
+                       ? rng() % ((kFileBytes - read_bytes) / 512) * 512
+                       : (sequential ? first + i * blocks_per_read : rng() % slots) * block_bytes;
     }
     std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t) {
@@ -530,6 +536,7 @@ void BM_Baseline_DiskDirectReads(benchmark::State& state) {
 BENCHMARK(BM_Baseline_DiskDirectReads)
     ->ArgsProduct({{1, 8, 32, 64}, {0}})
     ->Args({32, 1})
+    ->Args({32, 3})
     ->Args({8, 2})
     ->Args({32, 2})
     ->UseRealTime()
