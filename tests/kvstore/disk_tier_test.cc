@@ -175,9 +175,11 @@ TEST_P(DiskTierCache, RepeatedReadsReadPayloadsAgainButNotTheirKeys) {
   ASSERT_TRUE(disk.compact().ok());
   // Every fourth block, as a scattered page-in reads them.
   std::vector<BlockKey> wanted;
-  for (size_t i = 0; i < keys.size(); i += 4) wanted.push_back(keys[i]);
   uint64_t wanted_bytes = 0;
-  for (size_t i = 0; i < keys.size(); i += 4) wanted_bytes += values[i].size();
+  for (size_t i = 0; i < keys.size(); i += 4) {
+    wanted.push_back(keys[i]);
+    wanted_bytes += values[i].size();
+  }
   for (int round = 0; round < 2; ++round) {
     counts.table = 0;
     counts.blob = 0;
