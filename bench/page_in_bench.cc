@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -473,21 +474,57 @@ LMKV_DISK_BATCHES(BM_PageIn_DiskScattered);
 LMKV_DISK_BATCHES(BM_PageIn_DiskNeighbours);
 #endif  // LMKV_WITH_CUDA
 
-// The disk itself, in the same run: one block's bytes (rounded up to 4 KB) 1024 times with
-// O_DIRECT from a 1 GiB file, by `threads` threads. Arg 1: 0 reads each block at a random aligned
-// offset, 1 reads the blocks back to back one at a time, 2 reads them back to back in reads of 32
-// blocks, 3 reads them as the disk tier reads a blob: 26,112 bytes (51 sectors, what strace shows
-// for a block's blob) at a random 512-byte-aligned offset. What the disk-tier page-ins can reach
-// at best.
+// One raw O_DIRECT read. Raw reads, made in the same run, are the disk tier's ceiling.
+struct RawRead {
+  int fd = -1;
+  size_t offset = 0;  // multiples of 512, as direct I/O requires
+  size_t bytes = 0;
+};
+
+// The shape of the disk tier's blob reads, as strace shows them: 26,112 bytes (51 sectors) at a
+// 512-byte-aligned offset, since RocksDB widens a value's range to the disk's logical sectors.
+constexpr size_t kBlobReadBytes = 26112;
+
+// Makes `reads` with `threads` threads, thread t taking reads t, t + threads, ...: as many in
+// flight as a page-in keeps with as many read threads. False when a read failed or came up short.
+bool read_in_threads(const std::vector<RawRead>& reads, int threads) {
+  size_t largest = 0;
+  for (const RawRead& r : reads) largest = std::max(largest, r.bytes);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      void* buf = nullptr;
+      if (posix_memalign(&buf, 4096, largest) != 0) {
+        failed = true;
+        return;
+      }
+      for (size_t i = t; i < reads.size() && !failed; i += threads) {
+        const RawRead& r = reads[i];
+        if (::pread(r.fd, buf, r.bytes, static_cast<off_t>(r.offset)) !=
+            static_cast<ssize_t>(r.bytes)) {
+          failed = true;
+        }
+      }
+      std::free(buf);
+    });
+  }
+  for (auto& w : workers) w.join();
+  return !failed;
+}
+
+// The disk itself: 1024 blocks' bytes read with O_DIRECT from a 1 GiB file, by `threads` threads.
+// Arg 1: 0 reads each block (rounded up to 4 KB) at a random 4 KB-aligned offset, 1 reads the
+// blocks back to back one at a time, 2 back to back in reads of 32 blocks, 3 as the disk tier
+// reads a blob (kBlobReadBytes at a random 512-byte-aligned offset).
 void BM_Baseline_DiskDirectReads(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const int64_t mode = state.range(1);
-  const bool sequential = mode == 1 || mode == 2;
   const bool blob_shaped = mode == 3;
   const size_t blocks_per_read = mode == 2 ? 32 : 1;
   constexpr size_t kFileBytes = 1ull << 30;
-  const size_t block_bytes = blob_shaped ? (kShape.payload_bytes() + 511) / 512 * 512 + 512
-                                         : (kShape.payload_bytes() + 4095) / 4096 * 4096;
+  const size_t block_bytes =
+      blob_shaped ? kBlobReadBytes : (kShape.payload_bytes() + 4095) / 4096 * 4096;
   const size_t read_bytes = blocks_per_read * block_bytes;
   const std::string path = bench_dir("raw-disk.bin");
   static bool written = false;
@@ -504,29 +541,24 @@ void BM_Baseline_DiskDirectReads(benchmark::State& state) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
   if (fd < 0) return state.SkipWithError("O_DIRECT open failed (filesystem without direct I/O?)");
   std::mt19937_64 rng(5);
+  constexpr size_t kBlocks = 1024;
   const size_t slots = kFileBytes / block_bytes;
-  constexpr int kBlocks = 1024;
-  const int kReads = static_cast<int>(kBlocks / blocks_per_read);
+  std::vector<RawRead> reads(kBlocks / blocks_per_read, RawRead{fd, 0, read_bytes});
   for (auto _ : state) {
-    std::vector<size_t> offsets(kReads);
     const size_t first = rng() % (slots - kBlocks);
-    for (int i = 0; i < kReads; ++i) {
-      offsets[i] = blob_shaped
-                       ? rng() % ((kFileBytes - read_bytes) / 512) * 512
-                       : (sequential ? first + i * blocks_per_read : rng() % slots) * block_bytes;
+    for (size_t i = 0; i < reads.size(); ++i) {
+      if (blob_shaped) {
+        reads[i].offset = rng() % ((kFileBytes - read_bytes) / 512) * 512;
+      } else if (mode == 0) {
+        reads[i].offset = rng() % slots * block_bytes;
+      } else {
+        reads[i].offset = (first + i * blocks_per_read) * block_bytes;
+      }
     }
-    std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
-        void* buf = nullptr;
-        if (posix_memalign(&buf, 4096, read_bytes) != 0) return;
-        for (int i = t; i < kReads; i += threads) {
-          if (::pread(fd, buf, read_bytes, static_cast<off_t>(offsets[i])) < 0) break;
-        }
-        std::free(buf);
-      });
+    if (!read_in_threads(reads, threads)) {
+      ::close(fd);
+      return state.SkipWithError("a direct read failed");
     }
-    for (auto& w : workers) w.join();
   }
   ::close(fd);
   set_rate(state, kBlocks);
@@ -539,6 +571,49 @@ BENCHMARK(BM_Baseline_DiskDirectReads)
     ->Args({32, 3})
     ->Args({8, 2})
     ->Args({32, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// The disk store's own blob files, read as its scattered page-ins read them: n blob-shaped reads
+// at random 512-byte-aligned offsets over all its blob files, by as many threads as it reads with.
+// The ceiling of BM_PageIn_DiskScattered and BM_PageInToHost_DiskScattered on the same files, the
+// same disk and in the same process, without RocksDB. Arguments as theirs.
+void BM_Baseline_BlobFileReads(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  BenchStore& bs = disk_store(state, cuda_device_count() > 0 ? kMaxBatch : 0);
+  if (!bs.store) return state.SkipWithError(bs.error.c_str());
+  std::vector<int> fds;
+  std::vector<size_t> ends;  // where each file ends in the files' concatenation
+  size_t total = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(bs.options.disk_path)) {
+    if (entry.path().extension() != ".blob" || entry.file_size() < kBlobReadBytes) continue;
+    const int fd = ::open(entry.path().c_str(), O_RDONLY | O_DIRECT);
+    if (fd < 0) continue;
+    fds.push_back(fd);
+    total += entry.file_size() / 512 * 512 - kBlobReadBytes;
+    ends.push_back(total);
+  }
+  if (fds.empty()) return state.SkipWithError("no blob file to read with O_DIRECT");
+  std::mt19937_64 rng(9);
+  std::vector<RawRead> reads(n, RawRead{-1, 0, kBlobReadBytes});
+  bool ok = true;
+  for (auto _ : state) {
+    for (RawRead& r : reads) {
+      const size_t at = rng() % (total / 512) * 512;
+      const size_t f = std::upper_bound(ends.begin(), ends.end(), at) - ends.begin();
+      r.fd = fds[f];
+      r.offset = at - (f == 0 ? 0 : ends[f - 1]);
+    }
+    if (!(ok = read_in_threads(reads, static_cast<int>(state.range(1))))) break;
+  }
+  for (int fd : fds) ::close(fd);
+  if (!ok) return state.SkipWithError("a direct read failed");
+  set_rate(state, n);
+  state.counters["files"] = static_cast<double>(fds.size());
+}
+BENCHMARK(BM_Baseline_BlobFileReads)
+    ->Args({256, 32, 0})
+    ->Args({1024, 32, 0})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
