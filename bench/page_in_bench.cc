@@ -614,6 +614,7 @@ void BM_Baseline_BlobFileReads(benchmark::State& state) {
 BENCHMARK(BM_Baseline_BlobFileReads)
     ->Args({256, 32, 0})
     ->Args({1024, 32, 0})
+    ->Args({1024, 64, 0})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
