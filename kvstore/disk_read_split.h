@@ -5,10 +5,12 @@
 // neighbours is therefore read by one thread, in batches of up to kMaxRunBlocks: on the GPU
 // machine 256 neighbouring blocks came in faster as 8 merged reads of 32 blocks than as 32 reads
 // of 8. Other blocks each cost a read of their own, and the disk serves them fastest with many in
-// flight in a steady order: they are dealt, in key order, into as many batches as there are
-// threads, with at least kMinScatteredBatch blocks in each so that small page-ins do not pay a
-// thread hand-off per block. (Tasks of 1 to 4 blocks taken by whichever thread is free were slower
-// while every MultiGet read its table blocks again, and no faster once those were cached.)
+// flight: they are dealt, in key order, into as many batches as there are threads, with at least
+// kMinScatteredBatch blocks in each so that small page-ins do not pay a thread hand-off per block.
+// (Tasks of 1 to 4 blocks taken by whichever thread is free were slower while every MultiGet read
+// its table blocks again, and no faster once those were cached. The order does not matter: raw
+// reads of the store's files, each thread taking a slice of the sorted offsets or every 32nd one,
+// ran alike.)
 #pragma once
 
 #include <cstddef>
