@@ -492,6 +492,7 @@ bool read_in_threads(const std::vector<RawRead>& reads, int threads) {
   for (const RawRead& r : reads) largest = std::max(largest, r.bytes);
   std::atomic<bool> failed{false};
   std::vector<std::thread> workers;
+  workers.reserve(threads);
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       void* buf = nullptr;
