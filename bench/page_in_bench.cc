@@ -186,10 +186,9 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
     next = (next + 1) % batches.size();
   }
   set_rate(state, state.range(0));
+  const double blocks = std::max(1.0, static_cast<double>(state.iterations() * state.range(0)));
   // The share of blocks that came from another tier: 0 when the benchmark measures what it says.
-  state.counters["other_source"] =
-      static_cast<double>(wrong_source) /
-      std::max(1.0, static_cast<double>(state.iterations() * state.range(0)));
+  state.counters["other_source"] = static_cast<double>(wrong_source) / blocks;
   const double per_iteration_us = 1e-3 / std::max<int64_t>(1, state.iterations());
   state.counters["call_us"] = call_ns * per_iteration_us;
   state.counters["wait_us"] = wait_ns * per_iteration_us;
@@ -201,9 +200,8 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
     // Blocks and table blocks read from files per block paged in, and how many threads were
     // inside file reads on average over the page-ins' wall time (the raw baseline keeps all of
     // its threads reading).
-    const double blocks = static_cast<double>(state.iterations() * state.range(0));
     const double wall_ns = call_ns + wait_ns + release_ns;
-    state.counters["file_reads_per_block"] = s.disk_reads.reads / std::max(1.0, blocks);
+    state.counters["file_reads_per_block"] = s.disk_reads.reads / blocks;
     state.counters["threads_reading"] = s.disk_reads.read_ns / std::max(1.0, wall_ns);
   }
 }

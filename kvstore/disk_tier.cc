@@ -41,10 +41,22 @@ bool supports_direct_io(const std::string& dir) {
 std::string metadata_key(const std::string& name) { return std::string(1, kMetadataKeyTag) + name; }
 
 // The file reads of a disk tier so far, added to by many reading threads.
-struct ReadTotals {
-  std::atomic<uint64_t> reads{0};
-  std::atomic<uint64_t> bytes{0};
-  std::atomic<uint64_t> read_ns{0};
+class ReadTotals {
+ public:
+  void add(const DiskReadCounters& d) {
+    reads_.fetch_add(d.reads, std::memory_order_relaxed);
+    bytes_.fetch_add(d.bytes, std::memory_order_relaxed);
+    read_ns_.fetch_add(d.read_ns, std::memory_order_relaxed);
+  }
+  DiskReadCounters load() const {
+    return {reads_.load(std::memory_order_relaxed), bytes_.load(std::memory_order_relaxed),
+            read_ns_.load(std::memory_order_relaxed)};
+  }
+
+ private:
+  std::atomic<uint64_t> reads_{0};
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> read_ns_{0};
 };
 
 // Adds the file reads that RocksDB makes on this thread while the scope lives to `totals`. RocksDB
@@ -58,10 +70,7 @@ class CountedReads {
     start_ = thread_counters();
   }
   ~CountedReads() {
-    const DiskReadCounters done = thread_counters() - start_;
-    totals_.reads.fetch_add(done.reads, std::memory_order_relaxed);
-    totals_.bytes.fetch_add(done.bytes, std::memory_order_relaxed);
-    totals_.read_ns.fetch_add(done.read_ns, std::memory_order_relaxed);
+    totals_.add(thread_counters() - start_);
     rocksdb::SetPerfLevel(level_);
   }
   CountedReads(const CountedReads&) = delete;
@@ -212,11 +221,7 @@ class RocksDbDiskTier final : public DiskTier {
   }
 
   bool direct_reads() const override { return direct_reads_; }
-  DiskReadCounters read_counters() const override {
-    return {read_totals_.reads.load(std::memory_order_relaxed),
-            read_totals_.bytes.load(std::memory_order_relaxed),
-            read_totals_.read_ns.load(std::memory_order_relaxed)};
-  }
+  DiskReadCounters read_counters() const override { return read_totals_.load(); }
 
  private:
   Status check_open() const {
