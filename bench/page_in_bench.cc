@@ -148,10 +148,11 @@ BenchStore& disk_store(benchmark::State& state, size_t gpu_blocks) {
                      kHeads * kBlocksPerHead, state.range(1), !tables, /*empty_tiers=*/true);
 }
 
-// Times page_in + wait + release of `batches` in turn, round robin.
+// Times page_in + wait + release of `batches` in turn, round robin; with `async`, page_in_async
+// and the wait for its future instead of page_in.
 void run_page_ins(benchmark::State& state, TieredStore& store,
                   const std::vector<std::vector<BlockKey>>& batches, PageInTarget target,
-                  CUstream_st* stream, Tier expected_source) {
+                  CUstream_st* stream, Tier expected_source, bool async = false) {
   size_t next = 0;
   int64_t wrong_source = 0;  // blocks paged in from another tier than the one measured
   double call_ns = 0;        // inside page_in: planning, disk reads, launching copies
@@ -164,7 +165,8 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
   };
   for (auto _ : state) {
     const auto t0 = Clock::now();
-    Result<PageIn> page = store.page_in(batches[next], target, stream);
+    Result<PageIn> page = async ? store.page_in_async(batches[next], target, stream).get()
+                                : store.page_in(batches[next], target, stream);
     const auto t1 = Clock::now();
     if (!page.ok()) {
       state.SkipWithError(page.status().to_string().c_str());
@@ -653,9 +655,11 @@ void BM_PageInToHost_DiskNeighbours(benchmark::State& state) {
 }
 LMKV_DISK_BATCHES(BM_PageInToHost_DiskNeighbours);
 
-// Host-tier hits: the page-in bookkeeping alone, on the CPU path.
+// Host-tier hits: the page-in bookkeeping alone, on the CPU path; the second argument 1 calls
+// page_in_async and waits for its future, which adds the hand-off to a worker and back.
 void BM_PageInToHost_HostHit(benchmark::State& state) {
   const int64_t n = state.range(0);
+  const bool async = state.range(1) == 1;
   BenchStore& bs = resident_store();
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
   const std::vector<uint64_t> order = first_blocks(4 * kMaxBatch);
@@ -663,9 +667,13 @@ void BM_PageInToHost_HostHit(benchmark::State& state) {
   if (!bs.store->page_in(batches[0], PageInTarget::kHost).ok()) {
     return state.SkipWithError("warm-up page-in failed");
   }
-  run_page_ins(state, *bs.store, batches, PageInTarget::kHost, nullptr, Tier::kHost);
+  run_page_ins(state, *bs.store, batches, PageInTarget::kHost, nullptr, Tier::kHost, async);
+  state.counters["async"] = async;
 }
-LMKV_BATCHES(BM_PageInToHost_HostHit);
+BENCHMARK(BM_PageInToHost_HostHit)
+    ->ArgsProduct({{1, 32, 256, 1024}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace lmkv

@@ -44,6 +44,10 @@ Status validate_options(const StoreOptions& o) {
     return Status::InvalidArgument(
         fmt::format("disk_read_threads={} is out of range [1, 256]", o.disk_read_threads));
   }
+  if (o.async_page_in_threads < 1 || o.async_page_in_threads > 256) {
+    return Status::InvalidArgument(
+        fmt::format("async_page_in_threads={} is out of range [1, 256]", o.async_page_in_threads));
+  }
   return Status::Ok();
 }
 
@@ -381,6 +385,15 @@ Status TieredStore::compact_disk() {
 
 Status TieredStore::close() {
   StoreCore& c = *core_;
+  // page_in_async calls already made run to the end (the pool drains its queue before its
+  // workers exit), outside the lock, so that a call made now fails at once instead of waiting.
+  std::unique_ptr<ThreadPool> async;
+  {
+    std::lock_guard<std::mutex> lock(async_mu_);
+    async_closed_ = true;
+    async = std::move(async_pool_);
+  }
+  async.reset();
   {
     std::lock_guard<std::mutex> lock(c.mu);
     if (c.closed) return Status::Ok();

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ namespace lmkv {
 namespace detail {
 struct StoreCore;
 }
+class ThreadPool;
 
 enum class WritePolicy {
   kWriteThrough,  // every put goes to disk at once: a sync() makes it durable
@@ -54,6 +56,9 @@ struct StoreOptions {
   // on the GPU machine's disk 32 beat 8 and 16 and matched 64 (a later sweep of 4 to 32 batches
   // found no difference beyond that disk's run-to-run spread).
   int disk_read_threads = 32;
+  // Threads running page_in_async calls (1..256): at most this many run at once, and later calls
+  // wait their turn in call order. Started on the first call.
+  int async_page_in_threads = 4;
   int cuda_device = 0;  // device of the GPU tier
   // Device page-ins time their swap-in latency with a pair of GPU events; recording the first
   // costs about as much as a small copy, so one page-in in this many is timed (1 times all). The
@@ -134,8 +139,9 @@ class TieredStore {
   // call, naming them, and leave nothing pinned.
   Result<PageIn> page_in(const std::vector<BlockKey>& keys, PageInTarget target,
                          CUstream_st* stream = nullptr);
-  // page_in on another thread, for callers that overlap it with other host work. The store must
-  // outlive the future.
+  // page_in on one of the store's async_page_in_threads workers, for callers that overlap it with
+  // other host work. close() (and the destructor) first lets every call made before it finish, so
+  // the future always gets its result; a call after close() fails with FailedPrecondition.
   std::future<Result<PageIn>> page_in_async(std::vector<BlockKey> keys, PageInTarget target,
                                             CUstream_st* stream = nullptr);
 
@@ -188,6 +194,11 @@ class TieredStore {
 
   std::shared_ptr<detail::StoreCore> core_;
   StoreOptions options_;
+  // The page_in_async workers, apart from the store's lock so that handing off a call never waits
+  // for a page-in.
+  std::mutex async_mu_;
+  std::unique_ptr<ThreadPool> async_pool_;
+  bool async_closed_ = false;
 };
 
 }  // namespace lmkv

@@ -1,5 +1,6 @@
 // A disk tier wrapper that injects faults, as a failing disk would: reads of chosen blocks fail
-// with an I/O error, come back bit-flipped or truncated; writes fail while `fail_writes` is set.
+// with an I/O error, come back bit-flipped or truncated, or wait; writes fail while `fail_writes`
+// is set.
 // The faults are switched by the test through the shared Faults object.
 #pragma once
 
@@ -18,6 +19,8 @@ struct Faults {
   std::function<bool(const BlockKey&)> flip_bit = [](const BlockKey&) { return false; };
   std::function<bool(const BlockKey&)> truncate = [](const BlockKey&) { return false; };
   std::atomic<bool> fail_writes{false};
+  // Called before every read, on the reading thread: a test can hold a read here.
+  std::function<void()> before_read = [] {};
 };
 
 class FaultyDisk final : public DiskTier {
@@ -30,6 +33,7 @@ class FaultyDisk final : public DiskTier {
     return inner_->put(r);
   }
   void multi_get(const std::vector<BlockKey>& keys, const Visitor& visit) override {
+    faults_->before_read();
     inner_->multi_get(keys, [&](size_t i, const Status& s, std::string_view v) {
       if (!s.ok()) return visit(i, s, v);
       if (faults_->read_error(keys[i])) {

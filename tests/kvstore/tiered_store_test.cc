@@ -334,6 +334,13 @@ TEST(TieredStore, BadInputGetsAClearError) {
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
     EXPECT_NE(s.message().find("host_capacity_bytes=1000"), std::string::npos) << s.message();
   }
+  {
+    StoreOptions o = test::test_store_options(dir.path(), 4);
+    o.async_page_in_threads = 0;
+    const Status s = TieredStore::open(o).status();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("async_page_in_threads=0"), std::string::npos) << s.message();
+  }
   if (cuda_device_count() == 0) {
     StoreOptions o = test::test_store_options(dir.path(), 4);
     o.gpu_capacity_bytes = 1ull << 30;
