@@ -2,6 +2,7 @@
 #include "kvstore/cuda_util.h"
 
 #ifdef LMKV_WITH_CUDA
+#include <cuda.h>  // driver API types only: the one driver call is looked up through the runtime
 #include <fmt/format.h>
 #endif
 
@@ -15,6 +16,49 @@ int cuda_device_count() {
     return 0;
   }
   return count;
+}
+
+namespace {
+
+// Whether `device`'s primary context is active (true when the driver cannot say). Looked up
+// through the runtime, so that lmkv does not link the driver library, which machines without a
+// GPU lack.
+bool primary_context_active(int device) {
+  using GetState = CUresult (*)(CUdevice, unsigned int*, int*);
+  static const GetState get_state = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuDevicePrimaryCtxGetState", &fn, 12000,
+                                         cudaEnableDefault, &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return GetState{nullptr};
+    }
+    return reinterpret_cast<GetState>(fn);
+  }();
+  unsigned int flags = 0;
+  int active = 1;
+  return !get_state || get_state(device, &flags, &active) != CUDA_SUCCESS || active != 0;
+}
+
+}  // namespace
+
+ScopedCudaDevice::ScopedCudaDevice(int device) {
+  if (device < 0) return;
+  int current = 0;
+  cudaError_t error = cudaGetDevice(&current);
+  if (error == cudaSuccess && current == device) return;
+  if (error == cudaSuccess) error = cudaSetDevice(device);
+  if (error != cudaSuccess) {
+    status_ = cuda_status(error, "making the store's device current", __FILE__, __LINE__);
+    cudaGetLastError();
+    return;
+  }
+  if (primary_context_active(current)) previous_ = current;
+}
+
+ScopedCudaDevice::~ScopedCudaDevice() {
+  if (previous_ >= 0) cudaSetDevice(previous_);
 }
 
 Status cuda_status(cudaError_t error, const char* call, const char* file, int line) {
@@ -119,6 +163,8 @@ Status CudaStream::create() {
 }
 #else
 int cuda_device_count() { return 0; }
+ScopedCudaDevice::ScopedCudaDevice(int) {}
+ScopedCudaDevice::~ScopedCudaDevice() = default;
 #endif
 
 }  // namespace lmkv

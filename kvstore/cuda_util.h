@@ -11,6 +11,25 @@ namespace lmkv {
 // without a GPU (never aborts).
 int cuda_device_count();
 
+// Makes `device` current on the calling thread while it lives, then gives the thread its own
+// device back: the runtime's current device is per thread, and a store may be called from any
+// thread with any device current. A negative device does nothing (a store without devices). When
+// the thread's device was only the default, never used (its primary context inactive), the new
+// device stays current, since switching back would create a context there.
+class ScopedCudaDevice {
+ public:
+  explicit ScopedCudaDevice(int device);
+  ~ScopedCudaDevice();
+  ScopedCudaDevice(const ScopedCudaDevice&) = delete;
+  ScopedCudaDevice& operator=(const ScopedCudaDevice&) = delete;
+  // Why `device` could not be made current, if it could not.
+  const Status& status() const { return status_; }
+
+ private:
+  int previous_ = -1;  // made current again on destruction
+  Status status_;
+};
+
 }  // namespace lmkv
 
 #ifdef LMKV_WITH_CUDA

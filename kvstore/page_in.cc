@@ -204,6 +204,16 @@ void read_from_disk(StoreCore& c, std::vector<PlannedBlock>& plan) {
 }
 
 #ifdef LMKV_WITH_CUDA
+// A device page-in's copies run on the caller's stream, which must belong to the store's device.
+Status check_stream_device(cudaStream_t stream, int store_device) {
+  int device = -1;
+  LMKV_CUDA_RETURN_IF_ERROR(cudaStreamGetDevice(stream, &device));
+  if (device == store_device) return Status::Ok();
+  return Status::InvalidArgument(fmt::format(
+      "page_in to the device on a stream of device {}, but the store's GPU tier is on device {}",
+      device, store_device));
+}
+
 // A page-in of up to this many blocks goes by the copy engine (a launch costs more than a copy of
 // one block); more go by gather kernels reading mapped pinned memory.
 constexpr size_t kCopyEngineMaxBlocks = 2;
@@ -407,6 +417,11 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
     return Status::FailedPrecondition(
         "page_in to the device needs a GPU tier (gpu_capacity_bytes)");
   }
+  const ScopedCudaDevice on_device(device ? c.call_device() : -1);
+  LMKV_RETURN_IF_ERROR(on_device.status());
+#ifdef LMKV_WITH_CUDA
+  if (device) LMKV_RETURN_IF_ERROR(check_stream_device(stream, c.options.cuda_device));
+#endif
   BlockKeySet distinct(keys.size());  // numbers blocks in first-seen order, as `plan` holds them
   const SlotPool& target_pool = device ? c.gpu_slots : c.host_slots;
   if (static_cast<int64_t>(keys.size()) > target_pool.capacity()) {
@@ -589,6 +604,7 @@ void PageIn::release() {
   // means the device is unusable and nothing reads them either): unpin at once. Otherwise
   // kernels queued after the page-in may still read them: unpin after them.
   if (tier == Tier::kGpu && cudaStreamQuery(stream_) == cudaErrorNotReady) {
+    const ScopedCudaDevice on_device(c.call_device());  // an event of the stream's device
     Result<std::shared_ptr<CudaEvent>> after = c.events.record(stream_);
     std::lock_guard<std::mutex> lock(c.mu);
     if (after.ok()) {

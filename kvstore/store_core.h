@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kvstore/block.h"
+#include "kvstore/cuda_util.h"
 #include "kvstore/disk_tier.h"
 #include "kvstore/host_tier.h"
 #include "kvstore/slot_pool.h"
@@ -24,7 +25,6 @@
 #include "kvstore/tiered_store.h"
 
 #ifdef LMKV_WITH_CUDA
-#include "kvstore/cuda_util.h"
 #include "kvstore/gpu_tier.h"
 #include "kvstore/streamed_gather.h"
 #endif
@@ -94,6 +94,8 @@ struct StoreCore {
   std::function<void()> close_streamed_gather;
 
   SlotPool& pool(Tier tier) { return tier == Tier::kGpu ? gpu_slots : host_slots; }
+  // The device that calls using the GPU make current (ScopedCudaDevice); -1 without devices.
+  int call_device() const { return cuda_devices > 0 ? options.cuda_device : -1; }
 
   // Every write of block values to the disk tier goes through here (one batch), so that the
   // ThreadSanitizer suppression for RocksDB's write groups (tests/tsan.supp) can name it.

@@ -36,6 +36,9 @@ Status validate_options(const StoreOptions& o) {
   if (o.host_capacity_bytes / block > kMaxSlots || o.gpu_capacity_bytes / block > kMaxSlots) {
     return Status::InvalidArgument("a tier capacity exceeds 2^31 blocks");
   }
+  if (o.cuda_device < 0) {
+    return Status::InvalidArgument(fmt::format("cuda_device={} is negative", o.cuda_device));
+  }
   if (o.latency_sample_period < 1) {
     return Status::InvalidArgument(
         fmt::format("latency_sample_period={} must be at least 1", o.latency_sample_period));
@@ -98,16 +101,18 @@ Result<std::unique_ptr<TieredStore>> TieredStore::open(StoreOptions options) {
 #endif
         ));
   }
-  if (options.gpu_capacity_bytes > 0 && options.cuda_device >= devices) {
+  if (devices > 0 && options.cuda_device >= devices) {
     return Status::InvalidArgument(
         fmt::format("cuda_device={} but {} device(s) are present", options.cuda_device, devices));
   }
+  // Everything the store allocates on the GPU or pins belongs to its device.
+  const ScopedCudaDevice on_device(devices > 0 ? options.cuda_device : -1);
+  LMKV_RETURN_IF_ERROR(on_device.status());
   const auto gpu_slots = static_cast<int32_t>(options.gpu_capacity_bytes / block);
   const auto host_slots = static_cast<int32_t>(options.host_capacity_bytes / block);
   // The arenas first: an impossible capacity fails there, before the per-slot bookkeeping.
 #ifdef LMKV_WITH_CUDA
   std::unique_ptr<GpuArena> gpu_arena;
-  if (devices > 0) LMKV_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.cuda_device));
   if (gpu_slots > 0) {
     LMKV_ASSIGN_OR_RETURN(gpu_arena, GpuArena::allocate(gpu_slots, block));
   }
@@ -160,6 +165,8 @@ Status TieredStore::put(const BlockKey& key, const void* k, const void* v) {
 
 Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
   StoreCore& c = *core_;
+  const ScopedCudaDevice on_device(c.call_device());  // for copies from device memory
+  LMKV_RETURN_IF_ERROR(on_device.status());
   for (const BlockWrite& b : blocks) {
     if (b.k == nullptr || b.v == nullptr) {
       return Status::InvalidArgument("put of " + b.key.to_string() + " has a null K or V pointer");

@@ -1,5 +1,6 @@
 // The GPU tier: the slot gather kernel against a host memcpy reference, device page-in from each
-// source tier, puts from device memory, pinning, and concurrent page-ins on several streams.
+// source tier, puts from device memory, pinning, concurrent page-ins on several streams, and a
+// store on a second device.
 // Skips (reported as skipped) without a CUDA device.
 #include <gtest/gtest.h>
 
@@ -444,8 +445,11 @@ TEST_F(GpuTier, PinnedSlotsAreNotEvictedUntilReleased) {
 
 TEST_F(GpuTier, ConcurrentPageInsOnSeveralStreams) {
   test::TempDir dir;
-  // 64 blocks over 24 GPU slots and 20 host slots: every source tier is used all the time.
-  auto opened = TieredStore::open(gpu_options(dir.path(), 24, 20));
+  // 64 blocks over 24 GPU slots and 20 host slots: every source tier is used all the time. Every
+  // other page-in goes through page_in_async, on two workers for the four threads.
+  StoreOptions options = gpu_options(dir.path(), 24, 20);
+  options.async_page_in_threads = 2;
+  auto opened = TieredStore::open(options);
   ASSERT_TRUE(opened.ok()) << opened.status().to_string();
   TieredStore& store = **opened;
   const uint64_t seed = test::fresh_seed();
@@ -466,7 +470,9 @@ TEST_F(GpuTier, ConcurrentPageInsOnSeveralStreams) {
           const uint64_t b = rng() % 64;
           batch.push_back({b % 4, 0, 0, b});
         }
-        Result<PageIn> page = store.page_in(batch, PageInTarget::kDevice, stream);
+        Result<PageIn> page = i % 2 == 1
+                                  ? store.page_in_async(batch, PageInTarget::kDevice, stream).get()
+                                  : store.page_in(batch, PageInTarget::kDevice, stream);
         if (!page.ok()) {
           // 4 threads x 5 pinned blocks fit in 24 GPU slots and 20 host slots: no exhaustion.
           ADD_FAILURE() << page.status().to_string();
@@ -493,6 +499,111 @@ TEST_F(GpuTier, ConcurrentPageInsOnSeveralStreams) {
   EXPECT_GT(s.tier(Tier::kHost).hits, 0u);
   EXPECT_GT(s.tier(Tier::kDisk).hits, 0u);
   EXPECT_LE(s.tier(Tier::kGpu).resident_blocks, 24u);
+}
+
+int current_device() {
+  int device = -1;
+  EXPECT_EQ(cudaGetDevice(&device), cudaSuccess);
+  return device;
+}
+
+size_t free_device_memory(int device) {
+  const ScopedCudaDevice on_device(device);
+  size_t free = 0, total = 0;
+  EXPECT_EQ(cudaMemGetInfo(&free, &total), cudaSuccess);
+  return free;
+}
+
+// A store on device 1, called from threads with device 0 current: the store's GPU work runs on
+// device 1, every caller keeps its own device, and a stream of the wrong device is refused.
+TEST_F(GpuTier, AStoreOnTheSecondDeviceServesCallersOnTheFirst) {
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  ASSERT_CUDA(cudaSetDevice(0));
+  const size_t free_before = free_device_memory(1);
+  test::TempDir dir;
+  StoreOptions options = gpu_options(dir.path(), 4096, 64);  // a 105 MB GPU arena
+  options.cuda_device = 1;
+  options.async_page_in_threads = 1;
+  const uint64_t seed = test::fresh_seed();
+  {
+    auto opened = TieredStore::open(options);
+    ASSERT_TRUE(opened.ok()) << opened.status().to_string();
+    TieredStore& store = **opened;
+    EXPECT_EQ(current_device(), 0);
+    cudaPointerAttributes arena{};
+    ASSERT_CUDA(cudaPointerGetAttributes(&arena, store.gpu_slot_base()));
+    EXPECT_EQ(arena.device, 1);
+    EXPECT_LT(free_device_memory(1) + (100u << 20), free_before);
+
+    // Blocks 0 to 127, the last one put from device 1's memory with device 0 current.
+    const BlockKey from_device{3, 0, 0, 127};
+    for (uint64_t b = 0; b < 127; ++b) {
+      ASSERT_TRUE(test::put_test_block(store, {3, 0, 0, b}, seed).ok());
+    }
+    const std::vector<char> payload = test::block_payload(store.shape(), from_device, seed);
+    void* on_device_1 = nullptr;
+    {
+      const ScopedCudaDevice device_1(1);
+      ASSERT_CUDA(cudaMalloc(&on_device_1, payload.size()));
+      ASSERT_CUDA(cudaMemcpy(on_device_1, payload.data(), payload.size(), cudaMemcpyHostToDevice));
+    }
+    const size_t tensor = store.shape().tensor_bytes();
+    ASSERT_TRUE(
+        store.put(from_device, on_device_1, static_cast<const char*>(on_device_1) + tensor).ok());
+    EXPECT_EQ(current_device(), 0);
+
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 2; ++t) {
+      callers.emplace_back([&, t] {
+        cudaStream_t stream = nullptr;
+        {
+          const ScopedCudaDevice device_1(1);
+          ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        }
+        std::vector<BlockKey> batch;  // host, disk and (for one caller) the device-put block
+        for (uint64_t b = t; b < 128; b += 8) batch.push_back({3, 0, 0, b});
+        for (bool async : {false, true}) {
+          Result<PageIn> page =
+              async ? store.page_in_async(batch, PageInTarget::kDevice, stream).get()
+                    : store.page_in(batch, PageInTarget::kDevice, stream);
+          if (!page.ok()) {
+            ADD_FAILURE() << page.status().to_string();
+            failed = true;
+            break;
+          }
+          EXPECT_EQ(current_device(), 0) << "after page_in";
+          {
+            const ScopedCudaDevice device_1(1);
+            for (size_t i = 0; i < batch.size(); ++i) {
+              const auto got = device_payload(*page, i, store.shape().payload_bytes(), stream);
+              EXPECT_TRUE(test::payload_matches(store.shape(), batch[i], seed, got.data()))
+                  << batch[i].to_string() << (async ? ", async" : "");
+            }
+          }
+          page->release();
+          EXPECT_EQ(current_device(), 0) << "after release";
+        }
+        const ScopedCudaDevice device_1(1);
+        EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+      });
+    }
+    for (auto& c : callers) c.join();
+    EXPECT_FALSE(failed);
+
+    cudaStream_t wrong = nullptr;  // a stream of device 0
+    ASSERT_CUDA(cudaStreamCreateWithFlags(&wrong, cudaStreamNonBlocking));
+    const Status refused = store.page_in({{3, 0, 0, 0}}, PageInTarget::kDevice, wrong).status();
+    EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(refused.message().find("stream of device 0"), std::string::npos) << refused.message();
+    EXPECT_NE(refused.message().find("on device 1"), std::string::npos) << refused.message();
+    ASSERT_CUDA(cudaStreamDestroy(wrong));
+    const ScopedCudaDevice device_1(1);
+    ASSERT_CUDA(cudaFree(on_device_1));
+  }
+  // Closed and destroyed from device 0: the arena went back to device 1.
+  EXPECT_GT(free_device_memory(1) + (16u << 20), free_before);
+  EXPECT_EQ(current_device(), 0);
 }
 
 #else

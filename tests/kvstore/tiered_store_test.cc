@@ -336,6 +336,13 @@ TEST(TieredStore, BadInputGetsAClearError) {
   }
   {
     StoreOptions o = test::test_store_options(dir.path(), 4);
+    o.cuda_device = -1;
+    const Status s = TieredStore::open(o).status();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("cuda_device=-1"), std::string::npos) << s.message();
+  }
+  {
+    StoreOptions o = test::test_store_options(dir.path(), 4);
     o.async_page_in_threads = 0;
     const Status s = TieredStore::open(o).status();
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
