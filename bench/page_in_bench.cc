@@ -586,6 +586,43 @@ BENCHMARK(BM_Baseline_DiskDirectReads)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
+// The disk store's blob files, opened for O_DIRECT reads, and blob-shaped raw reads at random
+// 512-byte-aligned offsets over them, weighted by file size.
+class BlobFiles {
+ public:
+  explicit BlobFiles(const std::string& dir) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      if (entry.path().extension() != ".blob" || entry.file_size() < kBlobReadBytes) continue;
+      const int fd = ::open(entry.path().c_str(), O_RDONLY | O_DIRECT);
+      if (fd < 0) continue;
+      fds_.push_back(fd);
+      total_ += entry.file_size() / 512 * 512 - kBlobReadBytes;
+      ends_.push_back(total_);
+    }
+  }
+  ~BlobFiles() {
+    for (int fd : fds_) ::close(fd);
+  }
+  BlobFiles(const BlobFiles&) = delete;
+  BlobFiles& operator=(const BlobFiles&) = delete;
+
+  size_t count() const { return fds_.size(); }
+  // Points every read of `reads` at a random offset of a random file.
+  void draw(std::mt19937_64& rng, std::vector<RawRead>& reads) const {
+    for (RawRead& r : reads) {
+      const size_t at = rng() % (total_ / 512) * 512;
+      const size_t f = std::upper_bound(ends_.begin(), ends_.end(), at) - ends_.begin();
+      r.fd = fds_[f];
+      r.offset = at - (f == 0 ? 0 : ends_[f - 1]);
+    }
+  }
+
+ private:
+  std::vector<int> fds_;
+  std::vector<size_t> ends_;  // where each file ends in the files' concatenation
+  size_t total_ = 0;
+};
+
 // The disk store's own blob files, read as its scattered page-ins read them: n blob-shaped reads
 // at random 512-byte-aligned offsets over all its blob files, by as many threads as it reads with.
 // The ceiling of BM_PageIn_DiskScattered and BM_PageInToHost_DiskScattered on the same files, the
@@ -594,34 +631,18 @@ void BM_Baseline_BlobFileReads(benchmark::State& state) {
   const int64_t n = state.range(0);
   BenchStore& bs = disk_store(state, cuda_device_count() > 0 ? kMaxBatch : 0);
   if (!bs.store) return state.SkipWithError(bs.error.c_str());
-  std::vector<int> fds;
-  std::vector<size_t> ends;  // where each file ends in the files' concatenation
-  size_t total = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(bs.options.disk_path)) {
-    if (entry.path().extension() != ".blob" || entry.file_size() < kBlobReadBytes) continue;
-    const int fd = ::open(entry.path().c_str(), O_RDONLY | O_DIRECT);
-    if (fd < 0) continue;
-    fds.push_back(fd);
-    total += entry.file_size() / 512 * 512 - kBlobReadBytes;
-    ends.push_back(total);
-  }
-  if (fds.empty()) return state.SkipWithError("no blob file to read with O_DIRECT");
+  const BlobFiles files(bs.options.disk_path);
+  if (files.count() == 0) return state.SkipWithError("no blob file to read with O_DIRECT");
   std::mt19937_64 rng(9);
   std::vector<RawRead> reads(n, RawRead{-1, 0, kBlobReadBytes});
-  bool ok = true;
   for (auto _ : state) {
-    for (RawRead& r : reads) {
-      const size_t at = rng() % (total / 512) * 512;
-      const size_t f = std::upper_bound(ends.begin(), ends.end(), at) - ends.begin();
-      r.fd = fds[f];
-      r.offset = at - (f == 0 ? 0 : ends[f - 1]);
+    files.draw(rng, reads);
+    if (!read_in_threads(reads, static_cast<int>(state.range(1)))) {
+      return state.SkipWithError("a direct read failed");
     }
-    if (!(ok = read_in_threads(reads, static_cast<int>(state.range(1))))) break;
   }
-  for (int fd : fds) ::close(fd);
-  if (!ok) return state.SkipWithError("a direct read failed");
   set_rate(state, n);
-  state.counters["files"] = static_cast<double>(fds.size());
+  state.counters["files"] = static_cast<double>(files.count());
 }
 BENCHMARK(BM_Baseline_BlobFileReads)
     ->Args({256, 32, 0})
@@ -630,20 +651,72 @@ BENCHMARK(BM_Baseline_BlobFileReads)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 
-// Disk to host, for machines without a GPU (the CPU attention path).
-void BM_PageInToHost_DiskScattered(benchmark::State& state) {
-  const int64_t n = state.range(0);
+// Batches of scattered blocks of the disk data set: random blocks of random heads.
+std::vector<std::vector<BlockKey>> scattered_batches(int64_t n) {
   const uint64_t total = kHeads * kBlocksPerHead;
-  BenchStore& bs = disk_store(state, cuda_device_count() > 0 ? kMaxBatch : 0);
-  if (!bs.store) return state.SkipWithError(bs.error.c_str());
   std::vector<uint64_t> order(total);
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), std::mt19937_64(17));
-  run_page_ins(state, *bs.store, windows(order, n, total / n), PageInTarget::kHost, nullptr,
-               Tier::kDisk);
+  return windows(order, n, total / n);
+}
+
+// Disk to host, for machines without a GPU (the CPU attention path).
+void BM_PageInToHost_DiskScattered(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  BenchStore& bs = disk_store(state, cuda_device_count() > 0 ? kMaxBatch : 0);
+  if (!bs.store) return state.SkipWithError(bs.error.c_str());
+  run_page_ins(state, *bs.store, scattered_batches(n), PageInTarget::kHost, nullptr, Tier::kDisk);
   state.counters["direct_io"] = bs.store->disk_direct_reads();
 }
 LMKV_DISK_BATCHES(BM_PageInToHost_DiskScattered);
+
+// BM_PageInToHost_DiskScattered and BM_Baseline_BlobFileReads in turn, batch by batch: the disk's
+// rate drifts by up to 2x between benchmarks, and taking turns puts both under the same drift. The
+// time and GB/s are the page-ins'; raw_GB/s is the raw reads', and share_of_raw the page-ins' rate
+// over theirs. Arguments as the page-in's.
+void BM_PageInToHost_DiskScatteredVsRaw(benchmark::State& state) {
+  using Clock = std::chrono::steady_clock;
+  const int64_t n = state.range(0);
+  BenchStore& bs = disk_store(state, cuda_device_count() > 0 ? kMaxBatch : 0);
+  if (!bs.store) return state.SkipWithError(bs.error.c_str());
+  const BlobFiles files(bs.options.disk_path);
+  if (files.count() == 0) return state.SkipWithError("no blob file to read with O_DIRECT");
+  const auto batches = scattered_batches(n);
+  std::mt19937_64 rng(9);
+  std::vector<RawRead> reads(n, RawRead{-1, 0, kBlobReadBytes});
+  double page_s = 0, raw_s = 0;
+  int64_t wrong_source = 0;
+  size_t next = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    Result<PageIn> page = bs.store->page_in(batches[next], PageInTarget::kHost);
+    if (!page.ok()) return state.SkipWithError(page.status().to_string().c_str());
+    const auto t1 = Clock::now();
+    for (size_t i = 0; i < page->size(); ++i) wrong_source += page->source(i) != Tier::kDisk;
+    page->release();
+    files.draw(rng, reads);
+    const auto t2 = Clock::now();
+    if (!read_in_threads(reads, static_cast<int>(state.range(1)))) {
+      return state.SkipWithError("a direct read failed");
+    }
+    const double page_this = std::chrono::duration<double>(t1 - t0).count();
+    state.SetIterationTime(page_this);
+    page_s += page_this;
+    raw_s += std::chrono::duration<double>(Clock::now() - t2).count();
+    next = (next + 1) % batches.size();
+  }
+  set_rate(state, n);
+  const double bytes = static_cast<double>(state.iterations() * n * kShape.payload_bytes());
+  state.counters["raw_GB/s"] = bytes / std::max(raw_s, 1e-9) / 1e9;
+  state.counters["share_of_raw"] = raw_s / std::max(page_s, 1e-9);
+  state.counters["other_source"] =
+      static_cast<double>(wrong_source) / std::max<double>(1, state.iterations() * n);
+}
+BENCHMARK(BM_PageInToHost_DiskScatteredVsRaw)
+    ->Args({256, 32, 0})
+    ->Args({1024, 32, 0})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_PageInToHost_DiskNeighbours(benchmark::State& state) {
   const int64_t n = state.range(0);
