@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -317,43 +318,35 @@ TEST(TieredStore, StatisticsCountHitsMissesAndLatency) {
   }
 }
 
+// Opens a store with test options changed by `change`, expecting `code` and `needle` in the
+// message.
+void expect_open_refused(const std::string& dir, const std::function<void(StoreOptions&)>& change,
+                         StatusCode code, const std::string& needle) {
+  StoreOptions o = test::test_store_options(dir, 4);
+  change(o);
+  const Status s = TieredStore::open(o).status();
+  EXPECT_EQ(s.code(), code) << s.to_string();
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
+
 TEST(TieredStore, BadInputGetsAClearError) {
   test::TempDir dir;
   const uint64_t seed = test::fresh_seed();
-  {
-    StoreOptions o = test::test_store_options(dir.path(), 4);
-    o.shape.head_dim = 100;
-    const Status s = TieredStore::open(o).status();
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find("head_dim=100"), std::string::npos) << s.message();
-  }
-  {
-    StoreOptions o = test::test_store_options(dir.path(), 4);
-    o.host_capacity_bytes = 1000;
-    const Status s = TieredStore::open(o).status();
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find("host_capacity_bytes=1000"), std::string::npos) << s.message();
-  }
-  {
-    StoreOptions o = test::test_store_options(dir.path(), 4);
-    o.cuda_device = -1;
-    const Status s = TieredStore::open(o).status();
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find("cuda_device=-1"), std::string::npos) << s.message();
-  }
-  {
-    StoreOptions o = test::test_store_options(dir.path(), 4);
-    o.async_page_in_threads = 0;
-    const Status s = TieredStore::open(o).status();
-    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(s.message().find("async_page_in_threads=0"), std::string::npos) << s.message();
-  }
+  constexpr StatusCode kInvalid = StatusCode::kInvalidArgument;
+  expect_open_refused(
+      dir.path(), [](StoreOptions& o) { o.shape.head_dim = 100; }, kInvalid, "head_dim=100");
+  expect_open_refused(
+      dir.path(), [](StoreOptions& o) { o.host_capacity_bytes = 1000; }, kInvalid,
+      "host_capacity_bytes=1000");
+  expect_open_refused(
+      dir.path(), [](StoreOptions& o) { o.cuda_device = -1; }, kInvalid, "cuda_device=-1");
+  expect_open_refused(
+      dir.path(), [](StoreOptions& o) { o.async_page_in_threads = 0; }, kInvalid,
+      "async_page_in_threads=0");
   if (cuda_device_count() == 0) {
-    StoreOptions o = test::test_store_options(dir.path(), 4);
-    o.gpu_capacity_bytes = 1ull << 30;
-    const Status s = TieredStore::open(o).status();
-    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
-    EXPECT_NE(s.message().find("gpu_capacity_bytes"), std::string::npos) << s.message();
+    expect_open_refused(
+        dir.path(), [](StoreOptions& o) { o.gpu_capacity_bytes = 1ull << 30; },
+        StatusCode::kFailedPrecondition, "gpu_capacity_bytes");
   }
   {
     StoreOptions o = test::test_store_options("", 4);
