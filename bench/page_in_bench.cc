@@ -709,8 +709,8 @@ void BM_PageInToHost_DiskScatteredVsRaw(benchmark::State& state) {
   const double bytes = static_cast<double>(state.iterations() * n * kShape.payload_bytes());
   state.counters["raw_GB/s"] = bytes / std::max(raw_s, 1e-9) / 1e9;
   state.counters["share_of_raw"] = raw_s / std::max(page_s, 1e-9);
-  state.counters["other_source"] =
-      static_cast<double>(wrong_source) / std::max<double>(1, state.iterations() * n);
+  state.counters["other_source"] = static_cast<double>(wrong_source) /
+                                   std::max(1.0, static_cast<double>(state.iterations() * n));
 }
 BENCHMARK(BM_PageInToHost_DiskScatteredVsRaw)
     ->Args({256, 32, 0})

@@ -111,7 +111,7 @@ class AsyncPageInConcurrency : public ::testing::Test {
  protected:
   static constexpr uint64_t kBlocks = 200;
 
-  void open_and_fill(int async_threads, std::shared_ptr<test::Faults> faults = nullptr) {
+  void open_and_fill(int async_threads, const std::shared_ptr<test::Faults>& faults = nullptr) {
     StoreOptions options = test::test_store_options(dir_.path(), 64, {16, 64, DType::kFloat16});
     options.async_page_in_threads = async_threads;
     if (faults) options.open_disk = test::faulty_disk(faults);
@@ -168,7 +168,7 @@ TEST_F(AsyncPageInConcurrency, MoreCallsThanWorkersAllGetTheirBlocks) {
   }
   for (auto& t : callers) t.join();
   EXPECT_FALSE(failed);
-  EXPECT_EQ(store_->stats().page_ins, uint64_t{kCallers * kCallsEach});
+  EXPECT_EQ(store_->stats().page_ins, uint64_t{kCallers} * kCallsEach);
 }
 
 TEST_F(AsyncPageInConcurrency, ErrorsComeBackThroughTheFuture) {
