@@ -17,6 +17,8 @@ StoreCore::StoreCore(const StoreOptions& opts, int32_t gpu_slot_count, int32_t h
 #endif
 }
 
+StoreCore::~StoreCore() { teardown_device.emplace(call_device()); }
+
 __attribute__((noinline)) Status StoreCore::write_to_disk(const std::vector<DiskRecord>& records) {
   LMKV_RETURN_IF_ERROR(disk->put(records));
   uint64_t bytes = 0;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -54,7 +55,15 @@ struct DeferredUnpin {
 
 struct StoreCore {
   StoreCore(const StoreOptions& options, int32_t gpu_slots, int32_t host_slots);
+  // Makes the store's device current for the members' teardown, on whichever thread drops the
+  // last reference (a PageIn released after the store closed, say).
+  ~StoreCore();
+  StoreCore(const StoreCore&) = delete;
+  StoreCore& operator=(const StoreCore&) = delete;
 
+  // First, so that it is destroyed last: gives the destroying thread its own device back once the
+  // members below have freed their GPU memory, events and pinned memory.
+  std::optional<ScopedCudaDevice> teardown_device;
 #ifdef LMKV_WITH_CUDA
   EventPool events;             // first, so that it outlives every event the members below hold
   GatherListPool gather_lists;  // guarded by `mu`
