@@ -539,8 +539,8 @@ Result<PageIn> TieredStore::page_in(const std::vector<BlockKey>& keys, PageInTar
 
 std::future<Result<PageIn>> TieredStore::page_in_async(std::vector<BlockKey> keys,
                                                        PageInTarget target, CUstream_st* stream) {
-  // A pool instead of a thread per call: starting a thread (and its first allocations) cost
-  // 185-360 us on the development machine, where a page-in of 256 host-tier hits takes 25 us.
+  // A pool instead of a thread per call: with a new thread, a call for one host-tier hit took
+  // 185 us on the development machine, and 94 us through the pool (0.8 us for page_in itself).
   auto task = std::make_shared<std::packaged_task<Result<PageIn>()>>(
       [this, keys = std::move(keys), target, stream] { return page_in(keys, target, stream); });
   std::future<Result<PageIn>> result = task->get_future();

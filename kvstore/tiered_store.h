@@ -8,8 +8,14 @@
 // the host tier or on disk, and eviction never loses one.
 //
 // Thread safety. Every public method may be called from many threads at once, except close() and
-// the destructor, which must not race with other calls. A PageIn's pointers are valid until it
-// is released; release it before closing the store (releasing later is safe but pointless).
+// the destructor, which must not race with other calls (page_in_async calls made before them are
+// not a race: they finish first). A PageIn's pointers are valid until it is released; release it
+// before closing the store (releasing later is safe but pointless).
+//
+// Devices. The GPU tier lives on options.cuda_device. Calls that use the GPU make that device
+// current on the calling thread while they run and give the thread its own device back, so a
+// store may be called from any thread with any device current; a device page-in's stream must
+// belong to the store's device.
 #pragma once
 
 #include <cstddef>
