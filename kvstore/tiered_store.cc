@@ -66,6 +66,8 @@ Status host_copy_of(const StoreCore& c, const void* k, const void* v, std::strin
   *v_host = v;
 #ifdef LMKV_WITH_CUDA
   if (c.cuda_devices == 0 || (!is_device_pointer(k) && !is_device_pointer(v))) return Status::Ok();
+  const ScopedCudaDevice on_device(c.call_device());
+  LMKV_RETURN_IF_ERROR(on_device.status());
   const size_t tensor = c.options.shape.tensor_bytes();
   staging->resize(2 * tensor);
   LMKV_CUDA_RETURN_IF_ERROR(cudaMemcpy(staging->data(), k, tensor, cudaMemcpyDefault));
@@ -165,8 +167,6 @@ Status TieredStore::put(const BlockKey& key, const void* k, const void* v) {
 
 Status TieredStore::put(const std::vector<BlockWrite>& blocks) {
   StoreCore& c = *core_;
-  const ScopedCudaDevice on_device(c.call_device());  // for copies from device memory
-  LMKV_RETURN_IF_ERROR(on_device.status());
   for (const BlockWrite& b : blocks) {
     if (b.k == nullptr || b.v == nullptr) {
       return Status::InvalidArgument("put of " + b.key.to_string() + " has a null K or V pointer");
