@@ -148,6 +148,18 @@ BenchStore& disk_store(benchmark::State& state, size_t gpu_blocks) {
                      kHeads * kBlocksPerHead, state.range(1), !tables, /*empty_tiers=*/true);
 }
 
+// The blocks of `page` that came from another tier than `expected`.
+int64_t blocks_from_other_tiers(const PageIn& page, Tier expected) {
+  int64_t other = 0;
+  for (size_t i = 0; i < page.size(); ++i) other += page.source(i) != expected;
+  return other;
+}
+
+// Blocks paged in over a run: iterations times the batch (at least 1, to divide by).
+double blocks_paged(const benchmark::State& state, int64_t batch) {
+  return std::max(1.0, static_cast<double>(state.iterations() * batch));
+}
+
 // Times page_in + wait + release of `batches` in turn, round robin; with `async`, page_in_async
 // and the wait for its future instead of page_in.
 void run_page_ins(benchmark::State& state, TieredStore& store,
@@ -177,9 +189,7 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
       return;
     }
     const auto t2 = Clock::now();
-    for (size_t i = 0; i < batches[next].size(); ++i) {
-      wrong_source += page->source(i) != expected_source;
-    }
+    wrong_source += blocks_from_other_tiers(*page, expected_source);
     const auto t3 = Clock::now();
     page->release();
     call_ns += ns_between(t0, t1);
@@ -188,7 +198,7 @@ void run_page_ins(benchmark::State& state, TieredStore& store,
     next = (next + 1) % batches.size();
   }
   set_rate(state, state.range(0));
-  const double blocks = std::max(1.0, static_cast<double>(state.iterations() * state.range(0)));
+  const double blocks = blocks_paged(state, state.range(0));
   // The share of blocks that came from another tier: 0 when the benchmark measures what it says.
   state.counters["other_source"] = static_cast<double>(wrong_source) / blocks;
   const double per_iteration_us = 1e-3 / std::max<int64_t>(1, state.iterations());
@@ -692,7 +702,7 @@ void BM_PageInToHost_DiskScatteredVsRaw(benchmark::State& state) {
     Result<PageIn> page = bs.store->page_in(batches[next], PageInTarget::kHost);
     if (!page.ok()) return state.SkipWithError(page.status().to_string().c_str());
     const auto t1 = Clock::now();
-    for (size_t i = 0; i < page->size(); ++i) wrong_source += page->source(i) != Tier::kDisk;
+    wrong_source += blocks_from_other_tiers(*page, Tier::kDisk);
     page->release();
     files.draw(rng, reads);
     const auto t2 = Clock::now();
@@ -709,8 +719,7 @@ void BM_PageInToHost_DiskScatteredVsRaw(benchmark::State& state) {
   const double bytes = static_cast<double>(state.iterations() * n * kShape.payload_bytes());
   state.counters["raw_GB/s"] = bytes / std::max(raw_s, 1e-9) / 1e9;
   state.counters["share_of_raw"] = raw_s / std::max(page_s, 1e-9);
-  state.counters["other_source"] = static_cast<double>(wrong_source) /
-                                   std::max(1.0, static_cast<double>(state.iterations() * n));
+  state.counters["other_source"] = static_cast<double>(wrong_source) / blocks_paged(state, n);
 }
 BENCHMARK(BM_PageInToHost_DiskScatteredVsRaw)
     ->Args({256, 32, 0})
